@@ -1,0 +1,7 @@
+//! certgate: a RADIUS server for networks that authenticate with certificates.
+//!
+//! The library holds everything; `main.rs` is only the command line, so tests
+//! and the load generator run the same code as the server.
+
+pub mod dictionary;
+pub mod radius;
