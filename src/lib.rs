@@ -3,5 +3,9 @@
 //! The library holds everything; `main.rs` is only the command line, so tests
 //! and the load generator run the same code as the server.
 
+pub mod config;
 pub mod dictionary;
+pub mod logging;
+pub mod metrics;
 pub mod radius;
+pub mod server;

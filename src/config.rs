@@ -1,0 +1,526 @@
+//! Configuration: a TOML file plus `CERTGATE_…` environment overrides, read
+//! through the `config` crate into serde structs, then validated into typed
+//! values. Every problem is reported as `key: problem`, all at once.
+//!
+//! This is the only module that reads configuration files, secret files,
+//! dictionary files or environment variables; the rest receives `Config`.
+//! Relative paths are taken relative to the configuration file's folder.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::dictionary::Dictionary;
+use crate::radius::crypto::Secret;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("{path}: invalid configuration:\n  {}", .problems.join("\n  "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+// ---- what the file holds -------------------------------------------------
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    clients: Vec<RawClient>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    auth_listen: Vec<String>,
+    acct_listen: Vec<String>,
+    receive_buffer: u64,
+    max_in_flight: u64,
+    duplicate_cache_lifetime: String,
+    duplicate_cache_entries: u64,
+    dictionary: String,
+    shutdown_timeout: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            auth_listen: vec!["127.0.0.1:1812".into()],
+            acct_listen: vec!["127.0.0.1:1813".into()],
+            receive_buffer: 1 << 20,
+            max_in_flight: 4096,
+            duplicate_cache_lifetime: "5s".into(),
+            duplicate_cache_entries: 1_000_000,
+            dictionary: "../dictionaries/dictionary".into(),
+            shutdown_timeout: "10s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    listen: String,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics {
+            listen: "127.0.0.1:9812".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    format: String,
+    level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    name: Option<String>,
+    address: Option<String>,
+    secret: Option<String>,
+    secret_file: Option<String>,
+    secret_env: Option<String>,
+    #[serde(default = "yes")]
+    require_message_authenticator: bool,
+    #[serde(default = "yes")]
+    limit_proxy_state: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+// ---- what the server uses --------------------------------------------------
+
+#[derive(Debug)]
+pub struct Config {
+    /// The file this came from, for reloads and messages.
+    pub path: PathBuf,
+    pub server: ServerConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+    pub clients: Vec<ClientConfig>,
+    pub dictionary: Arc<Dictionary>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub auth_listen: Vec<SocketAddr>,
+    pub acct_listen: Vec<SocketAddr>,
+    pub receive_buffer: usize,
+    pub max_in_flight: usize,
+    pub duplicate_cache_lifetime: Duration,
+    pub duplicate_cache_entries: usize,
+    pub dictionary: PathBuf,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    /// None when the endpoint is switched off (`listen = ""`).
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConfig {
+    pub name: String,
+    pub network: IpNet,
+    pub secret: Secret,
+    pub require_message_authenticator: bool,
+    pub limit_proxy_state: bool,
+}
+
+/// Collects problems so one run reports all of them.
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, key: &str, problem: impl std::fmt::Display) {
+        self.0.push(format!("{key}: {problem}"));
+    }
+}
+
+fn parse_duration(p: &mut Problems, key: &str, text: &str) -> Duration {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            p.add(key, format!("{text:?} must be longer than zero"));
+            Duration::from_secs(1)
+        }
+        Err(e) => {
+            p.add(
+                key,
+                format!("{text:?} is not a duration like \"5s\" or \"1m30s\" ({e})"),
+            );
+            Duration::from_secs(1)
+        }
+    }
+}
+
+fn parse_listen(p: &mut Problems, key: &str, list: &[String]) -> Vec<SocketAddr> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                p.add(
+                    &format!("{key}[{i}]"),
+                    format!("{s:?} is not an address:port (use [::1]:1812 for IPv6)"),
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+fn parse_network(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+        .map(|n| n.trunc())
+}
+
+fn resolve(base: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+impl Config {
+    /// Reads, overrides from the environment, validates, and loads the
+    /// dictionaries and secrets the file names.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let read_err = |message: String| ConfigError::Read {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| read_err(e.to_string()))?;
+        let env = config::Environment::with_prefix("CERTGATE")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("server.auth_listen")
+            .with_list_parse_key("server.acct_listen");
+        let raw: RawConfig = config::Config::builder()
+            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .add_source(env)
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| read_err(e.to_string()))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::validate(raw, path, &base)
+    }
+
+    fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError> {
+        let mut p = Problems(Vec::new());
+        let s = &raw.server;
+        let auth_listen = parse_listen(&mut p, "server.auth_listen", &s.auth_listen);
+        let acct_listen = parse_listen(&mut p, "server.acct_listen", &s.acct_listen);
+        if s.auth_listen.is_empty() && s.acct_listen.is_empty() {
+            p.add(
+                "server.auth_listen",
+                "no listener at all: give auth_listen or acct_listen",
+            );
+        }
+        if s.receive_buffer < 65536 {
+            p.add(
+                "server.receive_buffer",
+                format!("{} is below 65536 octets", s.receive_buffer),
+            );
+        }
+        if s.max_in_flight == 0 {
+            p.add("server.max_in_flight", "must be at least 1");
+        }
+        let duplicate_cache_lifetime = parse_duration(
+            &mut p,
+            "server.duplicate_cache_lifetime",
+            &s.duplicate_cache_lifetime,
+        );
+        let shutdown_timeout =
+            parse_duration(&mut p, "server.shutdown_timeout", &s.shutdown_timeout);
+        let dictionary_path = resolve(base, &s.dictionary);
+        let dictionary = match Dictionary::from_file(&dictionary_path) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                p.add("server.dictionary", e);
+                None
+            }
+        };
+
+        let metrics_listen = if raw.metrics.listen.is_empty() {
+            None
+        } else {
+            match raw.metrics.listen.parse() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    p.add(
+                        "metrics.listen",
+                        format!("{:?} is not an address:port", raw.metrics.listen),
+                    );
+                    None
+                }
+            }
+        };
+        let format = match raw.log.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                p.add(
+                    "log.format",
+                    format!("{other:?} is not \"text\" or \"json\""),
+                );
+                LogFormat::Text
+            }
+        };
+        if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+            p.add(
+                "log.level",
+                format!("{:?} is not a level or filter like \"info\"", raw.log.level),
+            );
+        }
+
+        let mut clients: Vec<ClientConfig> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        for (i, c) in raw.clients.iter().enumerate() {
+            let key = |field: &str| format!("clients[{i}].{field}");
+            let name = match &c.name {
+                Some(n) if !n.trim().is_empty() => n.clone(),
+                _ => {
+                    p.add(&key("name"), "missing");
+                    format!("clients[{i}]")
+                }
+            };
+            let network = match c.address.as_deref() {
+                None => {
+                    p.add(&key("address"), "missing");
+                    None
+                }
+                Some(a) => {
+                    let n = parse_network(a);
+                    if n.is_none() {
+                        p.add(
+                            &key("address"),
+                            format!("{a:?} is not an IP address or CIDR"),
+                        );
+                    }
+                    n
+                }
+            };
+            let secret = match (&c.secret, &c.secret_file, &c.secret_env) {
+                (Some(s), None, None) => Some(s.clone()),
+                (None, Some(f), None) => {
+                    let file = resolve(base, f);
+                    match std::fs::read_to_string(&file) {
+                        Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
+                        Err(e) => {
+                            p.add(&key("secret_file"), format!("{}: {e}", file.display()));
+                            None
+                        }
+                    }
+                }
+                (None, None, Some(var)) => match std::env::var(var) {
+                    Ok(s) => Some(s),
+                    Err(_) => {
+                        p.add(
+                            &key("secret_env"),
+                            format!("environment variable {var} is not set"),
+                        );
+                        None
+                    }
+                },
+                (None, None, None) => {
+                    p.add(
+                        &key("secret"),
+                        "missing: give secret, secret_file or secret_env",
+                    );
+                    None
+                }
+                _ => {
+                    p.add(
+                        &key("secret"),
+                        "give only one of secret, secret_file and secret_env",
+                    );
+                    None
+                }
+            };
+            if secret.as_deref() == Some("") {
+                p.add(&key("secret"), "is empty");
+            }
+            if names.contains(&name) {
+                p.add(&key("name"), format!("{name:?} is used by another client"));
+            }
+            names.push(name.clone());
+            if let Some(net) = network {
+                if let Some(o) = clients.iter().find(|o| o.network == net) {
+                    p.add(
+                        &key("address"),
+                        format!("{net} is already the address of client {:?}", o.name),
+                    );
+                }
+            }
+            if let (Some(network), Some(secret)) = (network, secret) {
+                clients.push(ClientConfig {
+                    name,
+                    network,
+                    secret: Secret::new(secret.as_bytes()),
+                    require_message_authenticator: c.require_message_authenticator,
+                    limit_proxy_state: c.limit_proxy_state,
+                });
+            }
+        }
+
+        match (p.0.is_empty(), dictionary) {
+            (true, Some(dictionary)) => Ok(Config {
+                path: path.to_path_buf(),
+                server: ServerConfig {
+                    auth_listen,
+                    acct_listen,
+                    receive_buffer: usize::try_from(s.receive_buffer).unwrap_or(usize::MAX),
+                    max_in_flight: usize::try_from(s.max_in_flight).unwrap_or(usize::MAX),
+                    duplicate_cache_lifetime,
+                    duplicate_cache_entries: usize::try_from(s.duplicate_cache_entries)
+                        .unwrap_or(usize::MAX),
+                    dictionary: dictionary_path,
+                    shutdown_timeout,
+                },
+                metrics: MetricsConfig {
+                    listen: metrics_listen,
+                },
+                log: LogConfig {
+                    format,
+                    level: raw.log.level.clone(),
+                },
+                clients,
+                dictionary: Arc::new(dictionary),
+            }),
+            _ => Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems: p.0,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("certgate.toml");
+        let dict = Path::new(env!("CARGO_MANIFEST_DIR")).join("dictionaries/dictionary");
+        let text = format!(
+            "[server]\ndictionary = {:?}\n{text}",
+            dict.display().to_string()
+        );
+        std::fs::write(&path, text).expect("write");
+        std::fs::write(dir.path().join("secret.txt"), "from-file\n").expect("write");
+        Config::load(&path)
+    }
+
+    #[test]
+    fn defaults_and_clients() {
+        let c = load(
+            "[[clients]]\nname = \"lo\"\naddress = \"127.0.0.0/8\"\nsecret = \"s\"\n\
+             [[clients]]\nname = \"v6\"\naddress = \"::1\"\nsecret_file = \"secret.txt\"\nrequire_message_authenticator = false\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            c.server.auth_listen,
+            vec!["127.0.0.1:1812".parse::<SocketAddr>().expect("addr")]
+        );
+        assert_eq!(c.server.duplicate_cache_lifetime, Duration::from_secs(5));
+        assert_eq!(c.server.receive_buffer, 1 << 20);
+        assert_eq!(c.clients.len(), 2);
+        assert_eq!(c.clients[1].secret, Secret::new(b"from-file"));
+        assert_eq!(c.clients[1].network.prefix_len(), 128);
+        assert!(!c.clients[1].require_message_authenticator);
+        assert!(c.clients[0].limit_proxy_state);
+    }
+
+    #[test]
+    fn every_problem_names_its_key() {
+        let err = load(
+            "auth_listen = [\"nope\"]\nduplicate_cache_lifetime = \"soon\"\n\
+             [log]\nformat = \"xml\"\n\
+             [[clients]]\nname = \"a\"\naddress = \"foo\"\nsecret = \"s\"\n\
+             [[clients]]\nname = \"a\"\naddress = \"10.0.0.0/8\"\n\
+             [[clients]]\nname = \"c\"\naddress = \"10.0.0.1/8\"\nsecret = \"x\"\nsecret_env = \"Y\"\n",
+        )
+        .expect_err("invalid")
+        .to_string();
+        for needle in [
+            "server.auth_listen[0]: \"nope\" is not an address:port",
+            "server.duplicate_cache_lifetime: \"soon\" is not a duration",
+            "log.format: \"xml\"",
+            "clients[0].address: \"foo\" is not an IP address or CIDR",
+            "clients[1].secret: missing",
+            "clients[1].name: \"a\" is used by another client",
+            "clients[2].secret: give only one",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_dictionary_are_refused() {
+        let err = load("colour = \"blue\"\n")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(dir.path().join("dict"), "ATTRIBUTE X\n").expect("write");
+        std::fs::write(&path, "[server]\ndictionary = \"dict\"\n").expect("write");
+        let err = Config::load(&path).expect_err("bad dictionary").to_string();
+        assert!(
+            err.contains("server.dictionary:") && err.contains("dict:1:"),
+            "{err}"
+        );
+    }
+}
