@@ -31,7 +31,7 @@ impl ClientTable {
         }
         table
             .networks
-            .sort_by(|a, b| b.network.prefix_len().cmp(&a.network.prefix_len()));
+            .sort_by_key(|c| std::cmp::Reverse(c.network.prefix_len()));
         table
     }
 

@@ -8,7 +8,7 @@
 //! every authenticity check may be put in here.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -61,9 +61,7 @@ impl DedupCache {
     }
 
     fn shard(&self, key: &DedupKey) -> std::sync::MutexGuard<'_, HashMap<DedupKey, Slot>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        let i = (h.finish() as usize) % SHARDS;
+        let i = (self.hasher.hash_one(key) as usize) % SHARDS;
         // A poisoned shard only means another thread panicked mid-update of
         // a plain map; its contents are still usable.
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())

@@ -48,6 +48,16 @@ fn reason(a: Admission) -> Option<DropReason> {
     }
 }
 
+/// (name, client table, listener, source, datagram, expected drop or None to process)
+type Case<'a> = (
+    &'a str,
+    &'a ClientTable,
+    Listener,
+    SocketAddr,
+    Vec<u8>,
+    Option<DropReason>,
+);
+
 #[test]
 fn admission_table() {
     let strict = ClientTable::new(&[client(true)]);
@@ -55,14 +65,7 @@ fn admission_table() {
     let dedup = DedupCache::new(Duration::from_secs(5), 1000);
     let now = Instant::now();
     let unknown: SocketAddr = "[::1]:40000".parse().expect("addr");
-    let cases: Vec<(
-        &str,
-        &ClientTable,
-        Listener,
-        SocketAddr,
-        Vec<u8>,
-        Option<DropReason>,
-    )> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "unknown client",
             &strict,

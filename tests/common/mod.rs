@@ -1,0 +1,258 @@
+//! Test harness: starts the real `certgate` binary on ephemeral loopback
+//! ports, learns the ports from its JSON "listening" log lines (readiness,
+//! not sleeps), and offers helpers to talk to it with radclient, raw UDP and
+//! HTTP. The process is killed when the harness is dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const SECRET: &str = "testing123";
+
+/// A client block for the loopback address the tests send from.
+pub fn loopback_client(extra: &str) -> String {
+    format!("[[clients]]\nname = \"lo\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n{extra}\n")
+}
+
+pub struct TestServer {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub auth: SocketAddr,
+    pub acct: SocketAddr,
+    pub metrics: SocketAddr,
+    lines: Mutex<(Receiver<String>, Vec<Value>)>,
+}
+
+pub fn dictionary_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("dictionaries/dictionary")
+}
+
+pub fn config_text(clients: &str) -> String {
+    format!(
+        "[server]\nauth_listen = [\"127.0.0.1:0\"]\nacct_listen = [\"127.0.0.1:0\"]\ndictionary = {:?}\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n{clients}",
+        dictionary_path().display().to_string()
+    )
+}
+
+impl TestServer {
+    pub fn start(clients: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("certgate.toml");
+        std::fs::write(&config, config_text(clients)).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_certgate"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start certgate");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = TestServer {
+            child,
+            dir,
+            auth: "0.0.0.0:0".parse().expect("addr"),
+            acct: "0.0.0.0:0".parse().expect("addr"),
+            metrics: "0.0.0.0:0".parse().expect("addr"),
+            lines: Mutex::new((rx, Vec::new())),
+        };
+        for (listener, slot) in [("auth", 0), ("acct", 1), ("metrics", 2)] {
+            let line = server
+                .wait_log(
+                    |v| v["message"] == "listening" && v["listener"] == listener,
+                    Duration::from_secs(30),
+                )
+                .unwrap_or_else(|| panic!("certgate never logged listening on {listener}"));
+            let addr: SocketAddr = line["address"]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .expect("address");
+            match slot {
+                0 => server.auth = addr,
+                1 => server.acct = addr,
+                _ => server.metrics = addr,
+            }
+        }
+        server
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("certgate.toml")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a log line (parsed JSON) matching `pred`, searching lines
+    /// already seen first.
+    pub fn wait_log(&self, pred: impl Fn(&Value) -> bool, timeout: Duration) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.lines.lock().expect("lines");
+        let (rx, seen) = &mut *guard;
+        if let Some(v) = seen.iter().find(|v| pred(v)) {
+            return Some(v.clone());
+        }
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let line = rx.recv_timeout(left).ok()?;
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                eprintln!("certgate: {line}");
+                continue;
+            };
+            seen.push(v.clone());
+            if pred(&v) {
+                return Some(v);
+            }
+        }
+    }
+
+    /// Every log line received so far.
+    pub fn logs(&self) -> Vec<Value> {
+        let mut guard = self.lines.lock().expect("lines");
+        let (rx, seen) = &mut *guard;
+        while let Ok(line) = rx.try_recv() {
+            if let Ok(v) = serde_json::from_str(&line) {
+                seen.push(v);
+            }
+        }
+        seen.clone()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn metrics_text(&self) -> String {
+        http_get(self.metrics, "/metrics").1
+    }
+
+    /// The value of the series `series` (name with labels in the order the
+    /// exposition prints them), 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics_text(), series)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A minimal HTTP GET returning (status line, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect metrics");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+/// Runs Debian's radclient (package freeradius-utils); returns whether a
+/// reply arrived and everything it printed.
+pub fn radclient(addr: SocketAddr, command: &str, secret: &str, input: &str) -> (bool, String) {
+    let mut child = Command::new("radclient")
+        .args([
+            "-x",
+            "-r",
+            "1",
+            "-t",
+            "1",
+            &addr.to_string(),
+            command,
+            secret,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("radclient must be installed (apt-get install freeradius-utils)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("input");
+    let out = child.wait_with_output().expect("radclient");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text.contains("Received "), text)
+}
+
+/// Sends `packet` from `socket` and waits up to `timeout` for one datagram.
+pub fn exchange(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    packet: &[u8],
+    timeout: Duration,
+) -> Option<Vec<u8>> {
+    socket.send_to(packet, to).expect("send");
+    receive(socket, timeout)
+}
+
+pub fn receive(socket: &UdpSocket, timeout: Duration) -> Option<Vec<u8>> {
+    socket.set_read_timeout(Some(timeout)).expect("timeout");
+    let mut buf = vec![0u8; 4096];
+    match socket.recv_from(&mut buf) {
+        Ok((n, _)) => Some(buf[..n].to_vec()),
+        Err(_) => None,
+    }
+}
+
+pub fn udp() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").expect("bind test socket")
+}
