@@ -216,6 +216,25 @@ pub fn value_u32(value: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(b))
 }
 
+/// Splits a tagged string or octets value (RFC 2868 §3.1): a first octet in
+/// 0x01..=0x1F is the tag; anything else means no tag (0) and is data.
+pub fn split_tagged(value: &[u8]) -> (u8, &[u8]) {
+    match value.first() {
+        Some(&t @ 0x01..=0x1F) => (t, &value[1..]),
+        _ => (0, value),
+    }
+}
+
+/// Reads a tagged integer (RFC 2868 §3.2): the high octet is the tag and the
+/// low three octets the value.
+pub fn split_tagged_u32(value: &[u8]) -> Option<(u8, u32)> {
+    let b: [u8; 4] = value.try_into().ok()?;
+    if b[0] > 0x1F {
+        return None;
+    }
+    Some((b[0], u32::from_be_bytes([0, b[1], b[2], b[3]])))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +351,16 @@ mod tests {
         assert!(p.has_eap_message());
         assert!(!p.has_message_authenticator());
         assert_eq!(p.attributes().count(), 3);
+    }
+
+    #[test]
+    fn tagged_values() {
+        assert_eq!(split_tagged(&[1, b'2', b'0']), (1, &b"20"[..]));
+        assert_eq!(split_tagged(b"20"), (0, &b"20"[..]));
+        assert_eq!(split_tagged(&[]), (0, &b""[..]));
+        assert_eq!(split_tagged_u32(&[1, 0, 0, 13]), Some((1, 13)));
+        assert_eq!(split_tagged_u32(&[0x20, 0, 0, 13]), None);
+        assert_eq!(split_tagged_u32(&[1, 0, 13]), None);
     }
 
     #[test]
