@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod dictionary;
+pub mod eap;
 pub mod logging;
 pub mod metrics;
 pub mod radius;
