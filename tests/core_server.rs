@@ -359,16 +359,22 @@ fn sigterm_stops_gracefully_with_exit_zero() {
     }));
 }
 
+/// Runs `certgate check-config` on `path` with extra environment variables.
+fn check_config(path: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_certgate"))
+        .args(["check-config", "--config"])
+        .arg(path)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run certgate check-config")
+}
+
 #[test]
 fn check_config_reports_problems_by_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let good = dir.path().join("good.toml");
     std::fs::write(&good, config_text(&loopback_client(""))).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_certgate"))
-        .args(["check-config", "--config"])
-        .arg(&good)
-        .output()
-        .expect("run");
+    let out = check_config(&good, &[]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -382,11 +388,7 @@ fn check_config_reports_problems_by_key() {
         config_text("[[clients]]\nname = \"a\"\naddress = \"foo\"\nsecret = \"s\"\n[[clients]]\nname = \"b\"\naddress = \"10.0.0.0/8\"\n"),
     )
     .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_certgate"))
-        .args(["check-config", "--config"])
-        .arg(&bad)
-        .output()
-        .expect("run");
+    let out = check_config(&bad, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -397,11 +399,7 @@ fn check_config_reports_problems_by_key() {
 
     // The shipped example is valid.
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/certgate.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_certgate"))
-        .args(["check-config", "--config"])
-        .arg(&shipped)
-        .output()
-        .expect("run");
+    let out = check_config(&shipped, &[]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -415,12 +413,7 @@ fn environment_overrides_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("c.toml");
     std::fs::write(&path, config_text(&loopback_client(""))).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_certgate"))
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .env("CERTGATE_METRICS__LISTEN", "not-an-address")
-        .output()
-        .expect("run");
+    let out = check_config(&path, &[("CERTGATE_METRICS__LISTEN", "not-an-address")]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("metrics.listen: \"not-an-address\""), "{err}");
