@@ -50,3 +50,76 @@ pub fn respond(request: &Request) -> Response {
         _ => Response::Drop(DropReason::UnsupportedCode),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::config::ClientConfig;
+    use crate::radius::crypto::{Secret, verify_response_authenticator};
+    use crate::radius::{HEADER_LEN, Packet};
+
+    fn request(listener: Listener, code: Code) -> Request {
+        let secret = Secret::new(b"s");
+        let bytes = PacketBuilder::new(code, 7, true).finish_access_request(&[1; 16], &secret);
+        Request {
+            listener,
+            client: Arc::new(ClientConfig {
+                name: "nas".into(),
+                network: "127.0.0.1/32".parse().expect("net"),
+                secret,
+                require_message_authenticator: true,
+                limit_proxy_state: true,
+            }),
+            source: "127.0.0.1:1".parse().expect("addr"),
+            bytes,
+            dedup_key: None,
+            received: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn answers_by_port_and_code() {
+        let cases = [
+            (Listener::Auth, Code::StatusServer, Some(Code::AccessAccept)),
+            (
+                Listener::Acct,
+                Code::StatusServer,
+                Some(Code::AccountingResponse),
+            ),
+            (
+                Listener::Auth,
+                Code::AccessRequest,
+                Some(Code::AccessReject),
+            ),
+            (Listener::Acct, Code::AccountingRequest, None),
+            (Listener::Acct, Code::AccessRequest, None),
+        ];
+        for (listener, code, want) in cases {
+            let req = request(listener, code);
+            match (respond(&req), want) {
+                (
+                    Response::Reply {
+                        code: got, bytes, ..
+                    },
+                    Some(want),
+                ) => {
+                    assert_eq!(got, want, "{listener:?} {code:?}");
+                    let p = Packet::decode(&bytes).expect("reply decodes");
+                    assert_eq!(p.code(), want);
+                    assert_eq!(p.identifier(), 7);
+                    assert_eq!(p.message_authenticator_offset(), Some(HEADER_LEN));
+                    assert!(verify_response_authenticator(
+                        &p,
+                        &[1; 16],
+                        &req.client.secret
+                    ));
+                }
+                (Response::Drop(_), None) => {}
+                (other, want) => panic!("{listener:?} {code:?}: got {other:?}, want {want:?}"),
+            }
+        }
+    }
+}
