@@ -136,8 +136,7 @@ fn access_request_is_rejected_with_message_authenticator_first() {
         SECRET,
         "User-Name = \"bob\", User-Password = \"x\", Message-Authenticator = 0x00\n",
     );
-    assert!(!ok || out.contains("Received Access-Reject"), "{out}");
-    assert!(out.contains("Received Access-Reject"), "{out}");
+    assert!(ok && out.contains("Received Access-Reject"), "{out}");
 }
 
 #[test]
