@@ -151,21 +151,22 @@ pub fn verify_response_authenticator(
 /// applied in place. `encrypting` says whether `data` is plain text (the
 /// chain continues from the output) or cipher text (from the input).
 fn md5_chain_xor(data: &mut [u8], secret: &Secret, seed: &[&[u8]], encrypting: bool) {
-    let mut prev: Vec<u8> = seed.concat();
+    let mut prev: Option<[u8; 16]> = None;
     for block in data.chunks_mut(16) {
         let mut md5 = Md5::new();
         md5.update(secret.as_bytes());
-        md5.update(&prev);
-        let b: [u8; 16] = md5.finalize().into();
-        let cipher_in: Vec<u8> = block.to_vec();
-        for (x, k) in block.iter_mut().zip(b.iter()) {
-            *x ^= k;
+        match &prev {
+            None => seed.iter().for_each(|s| md5.update(s)),
+            Some(c) => md5.update(c),
         }
-        prev = if encrypting {
-            block.to_vec()
-        } else {
-            cipher_in
-        };
+        let key: [u8; 16] = md5.finalize().into();
+        let mut cipher = [0u8; 16];
+        for ((x, k), c) in block.iter_mut().zip(key).zip(cipher.iter_mut()) {
+            let input = *x;
+            *x ^= k;
+            *c = if encrypting { *x } else { input };
+        }
+        prev = Some(cipher);
     }
 }
 

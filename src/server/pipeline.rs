@@ -47,7 +47,6 @@ pub enum DropReason {
     DuplicateInProgress,
     Overload,
     AccountingNotEnabled,
-    ReplyTooLarge,
 }
 
 impl DropReason {
@@ -65,13 +64,12 @@ impl DropReason {
             DropReason::DuplicateInProgress => "duplicate_in_progress",
             DropReason::Overload => "overload",
             DropReason::AccountingNotEnabled => "accounting_not_enabled",
-            DropReason::ReplyTooLarge => "reply_too_large",
         }
     }
 
     /// Every label value, so the metric families can be pre-populated and
     /// dashboards see zeros rather than missing series.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::UnknownClient,
         DropReason::Malformed(DecodeError::ShortDatagram(0)),
         DropReason::UnsupportedCode,
@@ -82,7 +80,6 @@ impl DropReason {
         DropReason::DuplicateInProgress,
         DropReason::Overload,
         DropReason::AccountingNotEnabled,
-        DropReason::ReplyTooLarge,
     ];
 }
 
