@@ -3,10 +3,13 @@
 //! The library holds everything; `main.rs` is only the command line, so tests
 //! and the load generator run the same code as the server.
 
+pub mod authz;
 pub mod config;
 pub mod dictionary;
 pub mod eap;
 pub mod logging;
 pub mod metrics;
+pub mod pki;
 pub mod radius;
 pub mod server;
+pub mod tls;

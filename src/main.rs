@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use certgate::config::Config;
+use certgate::pki::{ClientOptions, KeyType, Pki};
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +33,140 @@ enum Command {
         #[arg(long, short, default_value = "conf/certgate.toml")]
         config: PathBuf,
     },
+    /// Demo: create a demo PKI when absent, print an eapol_test
+    /// configuration for it, and serve on loopback with conf/demo.toml.
+    Demo {
+        #[arg(long, short, default_value = "conf/demo.toml")]
+        config: PathBuf,
+        /// PKI directory [default: demo/pki beside the configuration folder]
+        #[arg(long)]
+        pki: Option<PathBuf>,
+    },
+    /// A small CA for labs and demos (use your organisation's CA in production).
+    Pki {
+        #[command(subcommand)]
+        action: PkiAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum PkiAction {
+    /// Create a root CA, a server certificate and an empty CRL in DIR.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// DNS name in the server certificate.
+        #[arg(long, default_value = "radius.example.org")]
+        server_name: String,
+        /// Server key: ecdsa (P-256) or rsa (2048 bits).
+        #[arg(long, default_value = "ecdsa")]
+        key_type: String,
+    },
+    /// Issue a client certificate (CN, SAN email and UPN = NAME).
+    Client {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// Issue through the intermediate CA (created on first use).
+        #[arg(long)]
+        intermediate: bool,
+        /// Days of validity from now.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// Revoke every certificate of NAME and rewrite crl.pem.
+    Revoke {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn pki(action: PkiAction) -> ExitCode {
+    let result = match action {
+        PkiAction::Init {
+            dir,
+            server_name,
+            key_type,
+        } => match KeyType::parse(&key_type) {
+            None => {
+                eprintln!("--key-type {key_type:?}: use ecdsa or rsa");
+                return ExitCode::FAILURE;
+            }
+            Some(kt) => Pki::open(&dir).init(&server_name, kt).map(|()| {
+                format!(
+                    "created CA, server certificate and CRL in {}",
+                    dir.display()
+                )
+            }),
+        },
+        PkiAction::Client {
+            dir,
+            name,
+            intermediate,
+            days,
+        } => {
+            let opts = ClientOptions {
+                via_intermediate: intermediate,
+                valid_until_days: days,
+                ..ClientOptions::default()
+            };
+            Pki::open(&dir).issue_client(&name, &opts).map(|f| {
+                format!(
+                    "issued {} (key {})",
+                    f.certificate.display(),
+                    f.key.display()
+                )
+            })
+        }
+        PkiAction::Revoke { dir, name } => Pki::open(&dir)
+            .revoke(&name)
+            .map(|n| format!("revoked {n} certificate(s) of {name}; crl.pem rewritten")),
+    };
+    match result {
+        Ok(msg) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("certgate pki: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Creates the demo PKI when absent and prints how to try it.
+fn prepare_demo(config: &std::path::Path, pki_dir: Option<PathBuf>) -> Result<(), String> {
+    let base = config.parent().unwrap_or(std::path::Path::new("."));
+    let dir = pki_dir.unwrap_or_else(|| base.join("../demo/pki"));
+    let pki = Pki::open(&dir);
+    let user = "alice@example.org";
+    if !pki.exists() {
+        pki.init("radius.example.org", KeyType::EcdsaP256)
+            .map_err(|e| e.to_string())?;
+        pki.issue_client(user, &ClientOptions::default())
+            .map_err(|e| e.to_string())?;
+        println!("created a demo PKI in {}", dir.display());
+    }
+    let abs = |name: &str| {
+        let p = dir.join(name);
+        std::fs::canonicalize(&p).unwrap_or(p).display().to_string()
+    };
+    let eapol = format!(
+        "network={{\n    key_mgmt=IEEE8021X\n    eap=TLS\n    identity=\"{user}\"\n    ca_cert=\"{}\"\n    client_cert=\"{}\"\n    private_key=\"{}\"\n    eapol_flags=0\n}}\n",
+        abs("ca.pem"),
+        abs(&format!("clients/{user}.pem")),
+        abs(&format!("clients/{user}.key")),
+    );
+    let conf = dir.join("eapol_test.conf");
+    std::fs::write(&conf, &eapol).map_err(|e| format!("{}: {e}", conf.display()))?;
+    println!(
+        "try it from another terminal (Debian package eapoltest):\n  eapol_test -c {} -a 127.0.0.1 -p 1812 -s testing123\n",
+        conf.display()
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -51,33 +186,43 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve { config } => {
-            let config = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            certgate::logging::init(&config.log);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(certgate::server::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %e, "certgate stopped");
-                    eprintln!("certgate: {e}");
-                    ExitCode::FAILURE
-                }
+        Command::Pki { action } => pki(action),
+        Command::Demo { config, pki } => {
+            if let Err(e) = prepare_demo(&config, pki) {
+                eprintln!("certgate demo: {e}");
+                return ExitCode::FAILURE;
             }
+            serve(&config)
+        }
+        Command::Serve { config } => serve(&config),
+    }
+}
+
+fn serve(config: &std::path::Path) -> ExitCode {
+    let config = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    certgate::logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(certgate::server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "certgate stopped");
+            eprintln!("certgate: {e}");
+            ExitCode::FAILURE
         }
     }
 }

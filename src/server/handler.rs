@@ -1,8 +1,8 @@
 //! What the server answers to an admitted request.
 //!
 //! Sans-I/O and synchronous: a request in, a reply's octets or a drop out.
-//! Status-Server is answered here (RFC 5997); until EAP-TLS is configured an
-//! Access-Request is rejected, and until accounting storage exists an
+//! Status-Server is answered here (RFC 5997); an Access-Request that EAP-TLS
+//! does not take (no EAP, or EAP not configured) is rejected, and until accounting storage exists an
 //! Accounting-Request is dropped (RFC 2866 §2: no storage, no response).
 //! It must not touch sockets or the duplicate cache.
 
@@ -15,7 +15,8 @@ pub enum Response {
     Reply {
         code: Code,
         bytes: Vec<u8>,
-        outcome: &'static str,
+        /// For the decision log line; None when the responder logged it.
+        outcome: Option<&'static str>,
     },
     Drop(DropReason),
 }
@@ -32,17 +33,17 @@ pub fn respond(request: &Request) -> Response {
         (Listener::Auth, Code::StatusServer) => Response::Reply {
             code: Code::AccessAccept,
             bytes: bare_reply(request, Code::AccessAccept),
-            outcome: "status",
+            outcome: Some("status"),
         },
         (Listener::Acct, Code::StatusServer) => Response::Reply {
             code: Code::AccountingResponse,
             bytes: bare_reply(request, Code::AccountingResponse),
-            outcome: "status",
+            outcome: Some("status"),
         },
         (Listener::Auth, Code::AccessRequest) => Response::Reply {
             code: Code::AccessReject,
             bytes: bare_reply(request, Code::AccessReject),
-            outcome: "reject: no authentication method for this request",
+            outcome: Some("reject: no authentication method for this request"),
         },
         (Listener::Acct, Code::AccountingRequest) => {
             Response::Drop(DropReason::AccountingNotEnabled)

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::radius::{Code, MAX_LEN};
 
 use super::droplog::Permit;
+use super::eap_auth;
 use super::handler::{self, Response};
 use super::pipeline::{self, Admission, DropReason, Listener, Request};
 use super::{ServerError, Shared};
@@ -192,7 +193,17 @@ async fn process(socket: &UdpSocket, shared: &Shared, request: Request) {
     let m = &shared.metrics;
     let label = request.listener.as_str();
     m.in_flight.inc();
-    match handler::respond(&request) {
+    let runtime = shared.runtime.load_full();
+    let response = match (&runtime.config.eap, &runtime.tls) {
+        (Some(eap), Some(tls))
+            if request.code() == Code::AccessRequest
+                && request.packet().is_ok_and(|p| p.has_eap_message()) =>
+        {
+            eap_auth::respond(shared, eap, tls, &request).await
+        }
+        _ => handler::respond(&request),
+    };
+    match response {
         Response::Reply {
             code,
             bytes,
@@ -213,8 +224,9 @@ async fn process(socket: &UdpSocket, shared: &Shared, request: Request) {
                     tracing::warn!(listener = label, source = %request.source, error = %e, "send failed")
                 }
             }
-            let level_info = request.code() != Code::StatusServer;
-            if level_info {
+            if request.code() == Code::StatusServer {
+                tracing::debug!(listener = label, client = %request.client.name, id = request.identifier(), "status answered");
+            } else if let Some(outcome) = outcome {
                 tracing::info!(
                     listener = label,
                     client = %request.client.name,
@@ -224,8 +236,8 @@ async fn process(socket: &UdpSocket, shared: &Shared, request: Request) {
                     outcome,
                     "decision"
                 );
-            } else {
-                tracing::debug!(listener = label, client = %request.client.name, id = request.identifier(), "status answered");
+            } else if code == Code::AccessChallenge {
+                tracing::debug!(listener = label, client = %request.client.name, id = request.identifier(), "challenge");
             }
         }
         Response::Drop(reason) => {

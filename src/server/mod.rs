@@ -8,6 +8,7 @@
 pub mod clients;
 pub mod dedup;
 mod droplog;
+mod eap_auth;
 pub mod handler;
 mod listener;
 pub mod pipeline;
@@ -23,8 +24,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::config::Config;
+use crate::config::{Config, load_crls};
+use crate::eap::table::ConversationTable;
 use crate::metrics::{self, Metrics, MetricsError};
+use crate::tls::{SessionStore, TlsContext, TlsError};
 
 use clients::ClientTable;
 use dedup::DedupCache;
@@ -42,21 +45,32 @@ pub enum ServerError {
     Metrics(#[from] MetricsError),
     #[error("signal handling: {0}")]
     Signal(#[source] std::io::Error),
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// What a reload can replace while sockets stay open.
 pub struct Runtime {
     pub config: Arc<Config>,
     pub clients: ClientTable,
+    /// Built from `config.eap`; None when EAP-TLS is not configured.
+    pub tls: Option<TlsContext>,
 }
 
 impl Runtime {
-    fn new(config: Config) -> Self {
+    /// Builds the TLS configuration; the session store carries over so
+    /// reloads keep resumption working.
+    fn new(config: Arc<Config>, sessions: &Arc<SessionStore>) -> Result<Self, TlsError> {
         let clients = ClientTable::new(&config.clients);
-        Runtime {
-            config: Arc::new(config),
+        let tls = match &config.eap {
+            Some(eap) => Some(TlsContext::build(&eap.material, &eap.tls_policy, sessions)?),
+            None => None,
+        };
+        Ok(Runtime {
+            config,
             clients,
-        }
+            tls,
+        })
     }
 }
 
@@ -66,6 +80,8 @@ pub struct Shared {
     pub dedup: DedupCache,
     pub metrics: Arc<Metrics>,
     pub in_flight: Arc<Semaphore>,
+    pub conversations: ConversationTable,
+    pub sessions: Arc<SessionStore>,
     drop_log: droplog::DropLog,
 }
 
@@ -115,8 +131,28 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         version = env!("CARGO_PKG_VERSION"),
         "certgate started"
     );
+    let (eap_cap, eap_idle, sessions) = match &config.eap {
+        Some(e) => (
+            e.settings.max_conversations,
+            e.settings.idle_timeout,
+            SessionStore::new(
+                e.tls_policy.session_cache_entries,
+                e.tls_policy.session_lifetime,
+            ),
+        ),
+        None => (
+            1,
+            Duration::from_secs(30),
+            SessionStore::new(1, Duration::from_secs(1)),
+        ),
+    };
+    let crl_refresh = config.eap.as_ref().map(|e| e.crl_refresh);
+    let sessions = Arc::new(sessions);
+    let runtime = Runtime::new(Arc::new(config), &sessions)?;
     let shared = Arc::new(Shared {
-        runtime: ArcSwap::from_pointee(Runtime::new(config)),
+        runtime: ArcSwap::from_pointee(runtime),
+        conversations: ConversationTable::new(eap_cap, eap_idle),
+        sessions,
         dedup: DedupCache::new(
             server.duplicate_cache_lifetime,
             server.duplicate_cache_entries,
@@ -142,11 +178,28 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                let n = shared.dedup.sweep(Instant::now());
+                let now = Instant::now();
+                let n = shared.dedup.sweep(now);
                 shared.metrics.duplicate_cache_entries.set(n as i64);
+                let expired = shared.conversations.sweep(now);
+                let m = &shared.metrics.eap;
+                m.expired.inc_by(expired as u64);
+                m.active.set(shared.conversations.len() as i64);
+                m.tls_sessions.set(shared.sessions.sweep(now) as i64);
             }
         })
     };
+    let crl_task = crl_refresh.map(|every| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                refresh_crls(&shared);
+            }
+        })
+    });
 
     let mut hup = signal(SignalKind::hangup()).map_err(ServerError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(ServerError::Signal)?;
@@ -171,6 +224,9 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         ),
     }
     sweeper.abort();
+    if let Some(t) = crl_task {
+        t.abort();
+    }
     if let Some(t) = metrics_task {
         t.abort();
     }
@@ -192,13 +248,61 @@ fn reload(shared: &Shared) {
                 tracing::warn!("listen addresses changed: they take effect at the next restart");
             }
             let clients = new.clients.len();
-            shared.runtime.store(Arc::new(Runtime::new(new)));
-            shared.metrics.reloads.with_label_values(&["ok"]).inc();
-            tracing::info!(clients, "configuration reloaded");
+            match Runtime::new(Arc::new(new), &shared.sessions) {
+                Ok(runtime) => {
+                    shared.runtime.store(Arc::new(runtime));
+                    shared.metrics.reloads.with_label_values(&["ok"]).inc();
+                    tracing::info!(clients, "configuration reloaded");
+                }
+                Err(e) => {
+                    shared.metrics.reloads.with_label_values(&["failed"]).inc();
+                    tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
+                }
+            }
         }
         Err(e) => {
             shared.metrics.reloads.with_label_values(&["failed"]).inc();
             tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
+        }
+    }
+}
+
+/// Re-reads the CRL files; when they changed, rebuilds the TLS
+/// configuration. Running conversations keep the configuration they began
+/// with; new ones and resumption re-checks use the new CRLs.
+fn refresh_crls(shared: &Shared) {
+    let current = shared.runtime.load_full();
+    let Some(eap) = &current.config.eap else {
+        return;
+    };
+    let m = &shared.metrics.eap;
+    let crls = match load_crls(&eap.crl_files) {
+        Ok(c) => c,
+        Err(e) => {
+            m.crl_reloads.with_label_values(&["failed"]).inc();
+            tracing::error!(error = %e, "CRL reload failed; keeping the loaded CRLs");
+            return;
+        }
+    };
+    if crls == eap.material.crls {
+        m.crl_reloads.with_label_values(&["unchanged"]).inc();
+        return;
+    }
+    // Only the CRLs change here; other edits wait for SIGHUP.
+    let mut config = (*current.config).clone();
+    let mut eap = (**eap).clone();
+    let count = crls.len();
+    eap.material.crls = crls;
+    config.eap = Some(Arc::new(eap));
+    match Runtime::new(Arc::new(config), &shared.sessions) {
+        Ok(runtime) => {
+            shared.runtime.store(Arc::new(runtime));
+            m.crl_reloads.with_label_values(&["ok"]).inc();
+            tracing::info!(crls = count, "CRLs reloaded");
+        }
+        Err(e) => {
+            m.crl_reloads.with_label_values(&["failed"]).inc();
+            tracing::error!(error = %e, "CRL reload failed; keeping the loaded CRLs");
         }
     }
 }

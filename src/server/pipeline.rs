@@ -47,6 +47,8 @@ pub enum DropReason {
     DuplicateInProgress,
     Overload,
     AccountingNotEnabled,
+    /// An EAP response the conversation discards (RFC 3748 §4.1).
+    EapDiscarded,
 }
 
 impl DropReason {
@@ -64,12 +66,13 @@ impl DropReason {
             DropReason::DuplicateInProgress => "duplicate_in_progress",
             DropReason::Overload => "overload",
             DropReason::AccountingNotEnabled => "accounting_not_enabled",
+            DropReason::EapDiscarded => "eap_discarded",
         }
     }
 
     /// Every label value, so the metric families can be pre-populated and
     /// dashboards see zeros rather than missing series.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::UnknownClient,
         DropReason::Malformed(DecodeError::ShortDatagram(0)),
         DropReason::UnsupportedCode,
@@ -80,6 +83,7 @@ impl DropReason {
         DropReason::DuplicateInProgress,
         DropReason::Overload,
         DropReason::AccountingNotEnabled,
+        DropReason::EapDiscarded,
     ];
 }
 

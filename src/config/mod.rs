@@ -18,6 +18,10 @@ use thiserror::Error;
 use crate::dictionary::Dictionary;
 use crate::radius::crypto::Secret;
 
+mod eap;
+
+pub use eap::{EapConfig, load_crls};
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{path}: {message}")]
@@ -42,6 +46,12 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     clients: Vec<RawClient>,
+    #[serde(default)]
+    eap: eap::RawEap,
+    #[serde(default)]
+    tls: eap::RawTls,
+    #[serde(default)]
+    authz: eap::RawAuthz,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,7 +132,7 @@ fn yes() -> bool {
 
 // ---- what the server uses --------------------------------------------------
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The file this came from, for reloads and messages.
     pub path: PathBuf,
@@ -131,6 +141,8 @@ pub struct Config {
     pub log: LogConfig,
     pub clients: Vec<ClientConfig>,
     pub dictionary: Arc<Dictionary>,
+    /// EAP-TLS; None when `[tls]` names no certificate.
+    pub eap: Option<Arc<EapConfig>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -414,6 +426,15 @@ impl Config {
             }
         }
 
+        let eap = eap::validate(
+            &mut p,
+            base,
+            dictionary.as_ref(),
+            &raw.eap,
+            &raw.tls,
+            &raw.authz,
+        );
+
         match (p.0.is_empty(), dictionary) {
             (true, Some(dictionary)) => Ok(Config {
                 path: path.to_path_buf(),
@@ -437,6 +458,7 @@ impl Config {
                 },
                 clients,
                 dictionary: Arc::new(dictionary),
+                eap: eap.map(Arc::new),
             }),
             _ => Err(ConfigError::Invalid {
                 path: path.to_path_buf(),

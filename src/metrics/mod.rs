@@ -5,6 +5,10 @@
 //! reason — never a user, a MAC address or a source address. This module
 //! must not make decisions; it only counts what others decided.
 
+mod eap;
+
+pub use eap::EapMetrics;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +47,7 @@ pub struct Metrics {
     pub duplicate_cache_entries: IntGauge,
     pub build_info: IntGaugeVec,
     pub scrape_duration: Histogram,
+    pub eap: EapMetrics,
 }
 
 impl Metrics {
@@ -127,6 +132,7 @@ impl Metrics {
         ] {
             registry.register(c)?;
         }
+        let eap = EapMetrics::register(&registry)?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -142,6 +148,7 @@ impl Metrics {
             duplicate_cache_entries,
             build_info,
             scrape_duration,
+            eap,
         }))
     }
 

@@ -1,0 +1,290 @@
+//! Reply attributes written by people — `"Filter-Id = employee"`,
+//! `"Tunnel-Private-Group-Id:1 = 20"`, `"Cisco-AVPair = shell:priv-lvl=15"`
+//! — checked against the dictionaries once, at configuration time, and
+//! encoded per request (string values may hold `{identity}` and `{group}`).
+//!
+//! Sans-I/O. It must not decide which attributes apply (policy does).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use thiserror::Error;
+
+use crate::dictionary::{DataType, Dictionary};
+use crate::radius::attr::{MAX_VALUE_LEN, VENDOR_SPECIFIC};
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ReplyError {
+    #[error("{0:?} is not `Name = value`")]
+    Syntax(String),
+    #[error("unknown attribute {0:?}")]
+    Unknown(String),
+    #[error("{0}: {1}")]
+    Value(String, String),
+}
+
+/// One compiled reply attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyAttribute {
+    pub name: String,
+    kind: u8,
+    vendor: Option<(u32, u8)>,
+    value: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Value {
+    Fixed(Vec<u8>),
+    /// A string with `{…}` placeholders, tag octet prepended when non-zero.
+    Template {
+        text: String,
+        tag: u8,
+    },
+}
+
+/// Values for placeholders.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Vars<'a> {
+    pub identity: &'a str,
+    pub group: &'a str,
+}
+
+impl ReplyAttribute {
+    /// Parses `Name[:tag] = value` against the dictionary.
+    pub fn parse(dict: &Dictionary, line: &str) -> Result<Self, ReplyError> {
+        let (lhs, rhs) = line
+            .split_once('=')
+            .ok_or_else(|| ReplyError::Syntax(line.to_string()))?;
+        let lhs = lhs.trim();
+        let value = rhs.trim().trim_matches('"');
+        let (name, tag) = match lhs.split_once(':') {
+            Some((n, t)) => {
+                let tag: u8 = t.parse().ok().filter(|t| *t <= 31).ok_or_else(|| {
+                    ReplyError::Value(n.into(), format!("tag {t:?} is not 0..31"))
+                })?;
+                (n, tag)
+            }
+            None => (lhs, 0),
+        };
+        let def = dict
+            .attribute(name)
+            .ok_or_else(|| ReplyError::Unknown(name.to_string()))?;
+        let bad = |m: String| ReplyError::Value(def.name.clone(), m);
+        if def.flags.encrypt != 0 {
+            return Err(bad(
+                "encrypted attributes are not supported in replies".into()
+            ));
+        }
+        if tag != 0 && !def.flags.has_tag {
+            return Err(bad("this attribute takes no tag".into()));
+        }
+        if def.oid.len() != 1 {
+            return Err(bad(
+                "TLV and extended attributes are not supported in replies".into(),
+            ));
+        }
+        let number = u8::try_from(def.number()).map_err(|_| bad("number above 255".into()))?;
+        let vendor = if def.vendor == 0 {
+            None
+        } else {
+            let v = dict
+                .vendor(def.vendor)
+                .ok_or_else(|| bad("vendor not defined".into()))?;
+            if (v.type_size, v.length_size) != (1, 1) {
+                return Err(bad(
+                    "only vendors with 1-octet type and length are supported".into(),
+                ));
+            }
+            Some((def.vendor, number))
+        };
+        let kind = if vendor.is_some() {
+            VENDOR_SPECIFIC
+        } else {
+            number
+        };
+        let integer = |max: u64| -> Result<u64, ReplyError> {
+            let n = value
+                .parse::<u64>()
+                .ok()
+                .or_else(|| dict.value(&def.name, value))
+                .ok_or_else(|| bad(format!("{value:?} is neither a number nor a named value")))?;
+            if n > max {
+                return Err(bad(format!("{n} is above {max}")));
+            }
+            Ok(n)
+        };
+        let encoded = match def.data_type {
+            DataType::String | DataType::Octets
+                if value.contains('{') && !value.starts_with("0x") =>
+            {
+                return Ok(ReplyAttribute {
+                    name: def.name.clone(),
+                    kind,
+                    vendor,
+                    value: Value::Template {
+                        text: value.to_string(),
+                        tag,
+                    },
+                });
+            }
+            DataType::String => with_tag(tag, value.as_bytes()),
+            DataType::Octets => match value.strip_prefix("0x") {
+                Some(h) => decode_hex(h).ok_or_else(|| bad(format!("{value:?} is not hex")))?,
+                None => value.as_bytes().to_vec(),
+            },
+            DataType::Byte => vec![integer(0xff)? as u8],
+            DataType::Short => (integer(0xffff)? as u16).to_be_bytes().to_vec(),
+            DataType::Integer | DataType::Date => {
+                let n = integer(if tag != 0 { 0xff_ffff } else { 0xffff_ffff })? as u32;
+                let mut b = n.to_be_bytes();
+                if def.flags.has_tag {
+                    b[0] = tag;
+                }
+                b.to_vec()
+            }
+            DataType::Integer64 => integer(u64::MAX)?.to_be_bytes().to_vec(),
+            DataType::IpAddr => value
+                .parse::<Ipv4Addr>()
+                .map_err(|_| bad(format!("{value:?} is not an IPv4 address")))?
+                .octets()
+                .to_vec(),
+            DataType::Ipv6Addr => value
+                .parse::<Ipv6Addr>()
+                .map_err(|_| bad(format!("{value:?} is not an IPv6 address")))?
+                .octets()
+                .to_vec(),
+            other => return Err(bad(format!("type {other:?} is not supported in replies"))),
+        };
+        let a = ReplyAttribute {
+            name: def.name.clone(),
+            kind,
+            vendor,
+            value: Value::Fixed(encoded),
+        };
+        a.encode(&Vars::default())
+            .map_err(|m| ReplyError::Value(def.name.clone(), m))?;
+        Ok(a)
+    }
+
+    /// The attribute's (type, value) for a reply, vendor ones wrapped in
+    /// Vendor-Specific.
+    pub fn encode(&self, vars: &Vars<'_>) -> Result<(u8, Vec<u8>), String> {
+        let value = match &self.value {
+            Value::Fixed(v) => v.clone(),
+            Value::Template { text, tag } => with_tag(
+                *tag,
+                text.replace("{identity}", vars.identity)
+                    .replace("{group}", vars.group)
+                    .as_bytes(),
+            ),
+        };
+        let value = match self.vendor {
+            None => value,
+            Some((vendor, sub)) => {
+                let mut v = Vec::with_capacity(6 + value.len());
+                v.extend_from_slice(&vendor.to_be_bytes());
+                v.push(sub);
+                v.push(u8::try_from(2 + value.len()).map_err(|_| "value too long".to_string())?);
+                v.extend_from_slice(&value);
+                v
+            }
+        };
+        if value.len() > MAX_VALUE_LEN {
+            return Err(format!("{} octets is above {MAX_VALUE_LEN}", value.len()));
+        }
+        Ok((self.kind, value))
+    }
+}
+
+/// The three RFC 3580 §3.31 attributes that put a port in a VLAN.
+pub fn vlan(dict: &Dictionary, vlan: u16) -> Result<Vec<ReplyAttribute>, ReplyError> {
+    [
+        "Tunnel-Type:1 = VLAN".to_string(),
+        "Tunnel-Medium-Type:1 = IEEE-802".to_string(),
+        format!("Tunnel-Private-Group-Id:1 = {vlan}"),
+    ]
+    .iter()
+    .map(|l| ReplyAttribute::parse(dict, l))
+    .collect()
+}
+
+fn with_tag(tag: u8, value: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + value.len());
+    if tag != 0 {
+        v.push(tag);
+    }
+    v.extend_from_slice(value);
+    v
+}
+
+fn decode_hex(h: &str) -> Option<Vec<u8>> {
+    if h.len() % 2 != 0 {
+        return None;
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn dict() -> Dictionary {
+        Dictionary::from_file(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("dictionaries/dictionary"),
+        )
+        .expect("dictionary")
+    }
+
+    #[test]
+    fn encodes_standard_tagged_and_vendor_attributes() {
+        let d = dict();
+        let v = Vars {
+            identity: "alice",
+            group: "staff",
+        };
+        let enc = |l: &str| {
+            ReplyAttribute::parse(&d, l)
+                .expect(l)
+                .encode(&v)
+                .expect("encodes")
+        };
+        assert_eq!(enc("Filter-Id = employee"), (11, b"employee".to_vec()));
+        assert_eq!(
+            enc("Session-Timeout = 3600"),
+            (27, 3600u32.to_be_bytes().to_vec())
+        );
+        assert_eq!(enc("Tunnel-Type:1 = VLAN"), (64, vec![1, 0, 0, 13]));
+        assert_eq!(
+            enc("Tunnel-Private-Group-Id:1 = 20"),
+            (81, b"\x0120".to_vec())
+        );
+        assert_eq!(
+            enc("Class = \"user={identity}\""),
+            (25, b"user=alice".to_vec())
+        );
+        let (kind, value) = enc("Cisco-AVPair = shell:priv-lvl=15");
+        assert_eq!(kind, 26);
+        assert_eq!(&value[..6], &[0, 0, 0, 9, 1, 19]);
+        assert_eq!(&value[6..], b"shell:priv-lvl=15");
+        assert_eq!(vlan(&d, 20).expect("vlan").len(), 3);
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_sent() {
+        let d = dict();
+        for (line, needle) in [
+            ("No-Such = 1", "unknown attribute"),
+            ("Filter-Id", "is not `Name = value`"),
+            ("Session-Timeout = soon", "neither a number"),
+            ("Framed-IP-Address = 300.1.1.1", "not an IPv4"),
+            ("Filter-Id:3 = x", "takes no tag"),
+            ("Tunnel-Password:1 = x", "encrypted"),
+        ] {
+            let e = ReplyAttribute::parse(&d, line).expect_err(line).to_string();
+            assert!(e.contains(needle), "{line}: {e}");
+        }
+    }
+}

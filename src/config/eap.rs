@@ -1,0 +1,318 @@
+//! The `[eap]`, `[tls]` and `[authz]` sections: EAP-TLS settings, the
+//! certificate files (read and checked here), and the authorization
+//! backend with its users file.
+//!
+//! Part of the configuration module: the only place that reads these files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use serde::Deserialize;
+
+use super::{Problems, parse_duration, resolve};
+use crate::authz::file::{FileDirectory, RawUsers};
+use crate::dictionary::Dictionary;
+use crate::eap::service::EapSettings;
+use crate::tls::identity::{Binding, IdentitySource};
+use crate::tls::{SessionStore, TlsContext, TlsMaterial, TlsPolicy, TlsVersion};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawEap {
+    fragment_size: u64,
+    max_message: u64,
+    idle_timeout: String,
+    max_conversations: u64,
+    replace_by_calling_station: bool,
+    identity_binding: String,
+    identity_sources: Vec<String>,
+}
+
+impl Default for RawEap {
+    fn default() -> Self {
+        RawEap {
+            fragment_size: 1000,
+            max_message: 65536,
+            idle_timeout: "30s".into(),
+            max_conversations: 100_000,
+            replace_by_calling_station: true,
+            identity_binding: "realm".into(),
+            identity_sources: vec!["upn".into(), "email".into(), "cn".into()],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawTls {
+    certificate: String,
+    private_key: String,
+    ca: Vec<String>,
+    crls: Vec<String>,
+    crl_missing: String,
+    crl_expired: String,
+    crl_refresh: String,
+    require_client_auth_eku: bool,
+    min_version: String,
+    max_version: String,
+    resumption: bool,
+    session_lifetime: String,
+    session_cache_entries: u64,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        RawTls {
+            certificate: String::new(),
+            private_key: String::new(),
+            ca: Vec::new(),
+            crls: Vec::new(),
+            crl_missing: "reject".into(),
+            crl_expired: "reject".into(),
+            crl_refresh: "5m".into(),
+            require_client_auth_eku: true,
+            min_version: "1.2".into(),
+            max_version: "1.3".into(),
+            resumption: true,
+            session_lifetime: "1h".into(),
+            session_cache_entries: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawAuthz {
+    backend: String,
+    users: String,
+}
+
+impl Default for RawAuthz {
+    fn default() -> Self {
+        RawAuthz {
+            backend: "file".into(),
+            users: "users.toml".into(),
+        }
+    }
+}
+
+/// EAP-TLS as configured: present only when `[tls]` names a certificate.
+#[derive(Debug, Clone)]
+pub struct EapConfig {
+    pub settings: EapSettings,
+    pub binding: Binding,
+    pub identity_sources: Vec<IdentitySource>,
+    pub tls_policy: TlsPolicy,
+    pub material: TlsMaterial,
+    pub crl_files: Vec<PathBuf>,
+    pub crl_refresh: Duration,
+    pub directory: Arc<FileDirectory>,
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", path.display()));
+    }
+    Ok(certs)
+}
+
+/// Reads CRL files (PEM or DER); used at load and by the periodic refresh.
+pub fn load_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let mut out = Vec::new();
+    for path in paths {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if bytes.starts_with(b"-----") {
+            let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if crls.is_empty() {
+                return Err(format!("{}: no PEM X509 CRL in it", path.display()));
+            }
+            out.extend(crls);
+        } else {
+            out.push(CertificateRevocationListDer::from(bytes));
+        }
+    }
+    Ok(out)
+}
+
+fn version(p: &mut Problems, key: &str, s: &str) -> TlsVersion {
+    match s {
+        "1.2" => TlsVersion::V1_2,
+        "1.3" => TlsVersion::V1_3,
+        other => {
+            p.add(key, format!("{other:?} is not \"1.2\" or \"1.3\""));
+            TlsVersion::V1_2
+        }
+    }
+}
+
+fn reject_or_allow(p: &mut Problems, key: &str, s: &str) -> bool {
+    match s {
+        "reject" => true,
+        "allow" => false,
+        other => {
+            p.add(key, format!("{other:?} is not \"reject\" or \"allow\""));
+            true
+        }
+    }
+}
+
+pub(super) fn validate(
+    p: &mut Problems,
+    base: &Path,
+    dict: Option<&Dictionary>,
+    eap: &RawEap,
+    tls: &RawTls,
+    authz: &RawAuthz,
+) -> Option<EapConfig> {
+    if tls.certificate.is_empty() {
+        return None;
+    }
+    if !(64..=16384).contains(&eap.fragment_size) {
+        p.add(
+            "eap.fragment_size",
+            format!("{} is not 64..16384", eap.fragment_size),
+        );
+    }
+    if eap.max_message < 16384 {
+        p.add(
+            "eap.max_message",
+            format!("{} is below 16384 octets", eap.max_message),
+        );
+    }
+    if eap.max_conversations == 0 {
+        p.add("eap.max_conversations", "must be at least 1");
+    }
+    let idle_timeout = parse_duration(p, "eap.idle_timeout", &eap.idle_timeout);
+    let binding = Binding::parse(&eap.identity_binding).unwrap_or_else(|| {
+        p.add(
+            "eap.identity_binding",
+            format!(
+                "{:?} is not \"exact\", \"realm\" or \"any\"",
+                eap.identity_binding
+            ),
+        );
+        Binding::Exact
+    });
+    let mut identity_sources = Vec::new();
+    for (i, s) in eap.identity_sources.iter().enumerate() {
+        match IdentitySource::parse(s) {
+            Some(src) => identity_sources.push(src),
+            None => p.add(
+                &format!("eap.identity_sources[{i}]"),
+                format!("{s:?} is not upn, email, cn, dns or uri"),
+            ),
+        }
+    }
+    if eap.identity_sources.is_empty() {
+        p.add("eap.identity_sources", "is empty");
+    }
+
+    let tls_policy = TlsPolicy {
+        min_version: version(p, "tls.min_version", &tls.min_version),
+        max_version: version(p, "tls.max_version", &tls.max_version),
+        crl_missing_rejects: reject_or_allow(p, "tls.crl_missing", &tls.crl_missing),
+        crl_expired_rejects: reject_or_allow(p, "tls.crl_expired", &tls.crl_expired),
+        require_client_auth_eku: tls.require_client_auth_eku,
+        resumption: tls.resumption,
+        session_lifetime: parse_duration(p, "tls.session_lifetime", &tls.session_lifetime),
+        session_cache_entries: usize::try_from(tls.session_cache_entries).unwrap_or(usize::MAX),
+    };
+    let crl_refresh = parse_duration(p, "tls.crl_refresh", &tls.crl_refresh);
+    let chain = read_certs(&resolve(base, &tls.certificate))
+        .map_err(|e| p.add("tls.certificate", e))
+        .ok();
+    if tls.private_key.is_empty() {
+        p.add("tls.private_key", "missing");
+    }
+    let key_path = resolve(base, &tls.private_key);
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| p.add("tls.private_key", format!("{}: {e}", key_path.display())))
+        .ok()
+        .filter(|_| !tls.private_key.is_empty());
+    if tls.ca.is_empty() {
+        p.add(
+            "tls.ca",
+            "missing: give the CA bundle(s) that issue client certificates",
+        );
+    }
+    let mut roots = Vec::new();
+    for (i, f) in tls.ca.iter().enumerate() {
+        match read_certs(&resolve(base, f)) {
+            Ok(c) => roots.extend(c),
+            Err(e) => p.add(&format!("tls.ca[{i}]"), e),
+        }
+    }
+    let crl_files: Vec<PathBuf> = tls.crls.iter().map(|f| resolve(base, f)).collect();
+    let crls = load_crls(&crl_files).map_err(|e| p.add("tls.crls", e)).ok();
+
+    let directory = match authz.backend.as_str() {
+        "file" => load_users(p, base, &authz.users, dict),
+        other => {
+            p.add("authz.backend", format!("{other:?} is not \"file\""));
+            None
+        }
+    };
+
+    let (chain, key, crls, directory) = (chain?, key?, crls?, directory?);
+    let material = TlsMaterial {
+        chain,
+        key,
+        roots,
+        crls,
+    };
+    // Build once now so a mismatched key or unusable CA fails start-up and
+    // check-config, not the first authentication.
+    let probe = SessionStore::new(1, Duration::from_secs(1));
+    if let Err(e) = TlsContext::build(&material, &tls_policy, &Arc::new(probe)) {
+        p.add("tls", e);
+        return None;
+    }
+    Some(EapConfig {
+        settings: EapSettings {
+            fragment_size: eap.fragment_size as usize,
+            max_message: usize::try_from(eap.max_message).unwrap_or(usize::MAX),
+            idle_timeout,
+            max_conversations: usize::try_from(eap.max_conversations).unwrap_or(usize::MAX),
+            replace_by_calling_station: eap.replace_by_calling_station,
+        },
+        binding,
+        identity_sources,
+        tls_policy,
+        material,
+        crl_files,
+        crl_refresh,
+        directory: Arc::new(directory),
+    })
+}
+
+fn load_users(
+    p: &mut Problems,
+    base: &Path,
+    file: &str,
+    dict: Option<&Dictionary>,
+) -> Option<FileDirectory> {
+    let path = resolve(base, file);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| p.add("authz.users", format!("{}: {e}", path.display())))
+        .ok()?;
+    let raw: RawUsers = toml::from_str(&text)
+        .map_err(|e| p.add("authz.users", format!("{}: {e}", path.display())))
+        .ok()?;
+    match FileDirectory::compile(raw, dict?) {
+        Ok(d) => Some(d),
+        Err(problems) => {
+            for problem in problems {
+                p.add(&format!("authz.users ({})", path.display()), problem);
+            }
+            None
+        }
+    }
+}

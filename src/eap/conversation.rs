@@ -1,0 +1,167 @@
+//! One EAP conversation (RFC 3748 §4): Identifier sequencing, the choice of
+//! EAP-TLS, Nak handling, and what the conversation remembers between
+//! round trips (outer identity, station, authorization result).
+//!
+//! Sans-I/O: EAP packets and the current time in, EAP packets out. It must
+//! not know RADIUS attributes or State values; `table` and `service` do.
+
+use std::time::Instant;
+
+use super::packet::{self, EapCode, EapPacket, method};
+use super::tls_session::{Established, Failure, Step, TlsSession};
+
+/// What the NAS should get back.
+#[derive(Debug)]
+pub enum Outcome {
+    /// An EAP-Request inside an Access-Challenge.
+    Challenge(Vec<u8>),
+    /// The handshake is done; authorize `Conversation::established` and
+    /// call `authorized`.
+    Authorize,
+    /// EAP-Success inside an Access-Accept.
+    Accept(Vec<u8>),
+    /// EAP-Failure inside an Access-Reject.
+    Reject(Vec<u8>, Failure),
+    /// Silently discard (RFC 3748 §4.1: a Response that does not match the
+    /// outstanding Request); the conversation continues.
+    Discard(&'static str),
+}
+
+/// What authorization decided, kept for the final Access-Accept.
+#[derive(Debug, Clone, Default)]
+pub struct Granted {
+    pub identity: String,
+    /// Encoded reply attributes: (type, value), vendor ones as type 26.
+    pub attributes: Vec<(u8, Vec<u8>)>,
+}
+
+#[derive(Debug)]
+pub struct Conversation {
+    pub nas: String,
+    pub outer_identity: String,
+    pub calling_station: Option<String>,
+    pub started: Instant,
+    pub last_seen: Instant,
+    pub round_trips: u32,
+    pub established: Option<Box<Established>>,
+    pub granted: Option<Granted>,
+    /// Identifier of the outstanding EAP-Request.
+    id: u8,
+    /// Boxed: a rustls connection is large, and conversations move between
+    /// the table and the request working on them.
+    tls: Box<TlsSession>,
+}
+
+impl Conversation {
+    /// Starts EAP-TLS in answer to an EAP-Response/Identity; returns the
+    /// conversation and the EAP-Request/EAP-TLS Start.
+    pub fn start(
+        identity: &EapPacket<'_>,
+        nas: &str,
+        calling_station: Option<String>,
+        tls: TlsSession,
+        now: Instant,
+    ) -> (Self, Vec<u8>) {
+        let id = identity.identifier.wrapping_add(1);
+        let conv = Conversation {
+            nas: nas.to_string(),
+            outer_identity: String::from_utf8_lossy(identity.data).into_owned(),
+            calling_station,
+            started: now,
+            last_seen: now,
+            round_trips: 1,
+            established: None,
+            granted: None,
+            id,
+            tls: Box::new(tls),
+        };
+        let start = packet::build(
+            EapCode::Request,
+            id,
+            Some(method::TLS),
+            &TlsSession::start(),
+        );
+        (conv, start)
+    }
+
+    /// Handles the peer's next EAP-Response.
+    pub fn on_response(&mut self, eap: &EapPacket<'_>, now: Instant) -> Outcome {
+        if eap.identifier != self.id {
+            return Outcome::Discard("wrong_eap_identifier");
+        }
+        self.last_seen = now;
+        self.round_trips += 1;
+        match eap.method {
+            Some(method::TLS) => {
+                let step = self.tls.on_response(eap.data);
+                self.step(step, eap.identifier)
+            }
+            Some(method::NAK) => {
+                let wanted: Vec<&str> = eap.data.iter().map(|&t| method::name(t)).collect();
+                self.reject(
+                    eap.identifier,
+                    Failure::new(
+                        "nak",
+                        format!("peer refused EAP-TLS and asked for {}", wanted.join(", ")),
+                    ),
+                )
+            }
+            Some(other) => self.reject(
+                eap.identifier,
+                Failure::new(
+                    "unexpected_method",
+                    format!("response of method {} to EAP-TLS", method::name(other)),
+                ),
+            ),
+            None => self.reject(
+                eap.identifier,
+                Failure::new("malformed_eap", "not a Response"),
+            ),
+        }
+    }
+
+    /// Resumes after authorization: `Ok` releases the final flight, `Err`
+    /// ends the conversation with the given reason.
+    pub fn authorized(&mut self, result: Result<Granted, Failure>) -> Outcome {
+        let response_id = self.id;
+        match result {
+            Ok(granted) => {
+                self.granted = Some(granted);
+                let step = self.tls.authorized();
+                self.step(step, response_id)
+            }
+            Err(failure) => self.reject(response_id, failure),
+        }
+    }
+
+    fn step(&mut self, step: Step, response_id: u8) -> Outcome {
+        match step {
+            Step::Send(data) => {
+                self.id = response_id.wrapping_add(1);
+                Outcome::Challenge(packet::build(
+                    EapCode::Request,
+                    self.id,
+                    Some(method::TLS),
+                    &data,
+                ))
+            }
+            Step::Authorize(established) => {
+                self.established = Some(established);
+                Outcome::Authorize
+            }
+            Step::Success => {
+                Outcome::Accept(packet::build(EapCode::Success, response_id, None, &[]))
+            }
+            Step::Failure(failure) => self.reject(response_id, failure),
+        }
+    }
+
+    fn reject(&mut self, response_id: u8, failure: Failure) -> Outcome {
+        Outcome::Reject(failure_packet(response_id), failure)
+    }
+}
+
+/// EAP-Failure carrying the Identifier of the Response it answers.
+pub fn failure_packet(response_id: u8) -> Vec<u8> {
+    packet::build(EapCode::Failure, response_id, None, &[])
+}

@@ -1,0 +1,85 @@
+//! The RADIUS answer that carries an EAP outcome: Access-Challenge with the
+//! EAP-Request and State, Access-Accept with EAP-Success, MPPE keys
+//! (RFC 2548), EAP-Key-Name (RFC 4072 §2.2) and the authorized attributes,
+//! or Access-Reject with EAP-Failure. Message-Authenticator always first.
+//!
+//! Sans-I/O encoding only: it must not decide the outcome.
+
+use crate::radius::attr::{MS_MPPE_RECV_KEY, MS_MPPE_SEND_KEY, STATE, USER_NAME, VENDOR_MICROSOFT};
+use crate::radius::crypto::{Secret, mppe_encrypt};
+use crate::radius::{BuildError, Code, PacketBuilder};
+
+use super::packet::push_eap_message;
+use super::service::Reply;
+
+/// RFC 4072 §2.2.
+pub const EAP_KEY_NAME: u8 = 102;
+
+/// What the request asked of the reply beyond the EAP outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyContext<'a> {
+    pub identifier: u8,
+    pub request_authenticator: &'a [u8; 16],
+    pub secret: &'a Secret,
+    /// The NAS included EAP-Key-Name: it wants the Session-Id back.
+    pub key_name_requested: bool,
+}
+
+/// Encodes the reply; None for a discard.
+pub fn encode(
+    reply: &Reply,
+    ctx: &ReplyContext<'_>,
+) -> Result<Option<(Code, Vec<u8>)>, BuildError> {
+    let (code, b) = match reply {
+        Reply::Discard(_) => return Ok(None),
+        Reply::Challenge { eap, state } => {
+            let mut b = PacketBuilder::new(Code::AccessChallenge, ctx.identifier, true);
+            push_eap_message(&mut b, eap)?;
+            b.push(STATE, state)?;
+            (Code::AccessChallenge, b)
+        }
+        Reply::Reject { eap, .. } => {
+            let mut b = PacketBuilder::new(Code::AccessReject, ctx.identifier, true);
+            push_eap_message(&mut b, eap)?;
+            (Code::AccessReject, b)
+        }
+        Reply::Accept {
+            eap, keys, granted, ..
+        } => {
+            let mut b = PacketBuilder::new(Code::AccessAccept, ctx.identifier, true);
+            push_eap_message(&mut b, eap)?;
+            if !granted.identity.is_empty() {
+                let name = granted.identity.as_bytes();
+                b.push(USER_NAME, &name[..name.len().min(253)])?;
+            }
+            // RFC 2548: each salt unique per Access-Accept, high bit set.
+            let salt = rand::random::<u16>() | 0x8000;
+            let salts = [salt.to_be_bytes(), (salt ^ 1).to_be_bytes()];
+            let recv = mppe_encrypt(
+                keys.mppe_recv(),
+                salts[0],
+                ctx.request_authenticator,
+                ctx.secret,
+            );
+            let send = mppe_encrypt(
+                keys.mppe_send(),
+                salts[1],
+                ctx.request_authenticator,
+                ctx.secret,
+            );
+            b.push_vendor(VENDOR_MICROSOFT, MS_MPPE_RECV_KEY, &recv)?;
+            b.push_vendor(VENDOR_MICROSOFT, MS_MPPE_SEND_KEY, &send)?;
+            if ctx.key_name_requested {
+                b.push(EAP_KEY_NAME, &keys.session_id)?;
+            }
+            for (kind, value) in &granted.attributes {
+                b.push(*kind, value)?;
+            }
+            (Code::AccessAccept, b)
+        }
+    };
+    Ok(Some((
+        code,
+        b.finish_response(ctx.request_authenticator, ctx.secret),
+    )))
+}

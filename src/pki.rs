@@ -1,0 +1,356 @@
+//! A small certificate authority for labs, demos and tests (`certgate
+//! pki`): a root CA, an intermediate CA made on first use, a server
+//! certificate, client certificates, and CRLs for both CAs.
+//!
+//! Files in one directory: `ca.pem`/`ca.key`, `intermediate.pem`/`.key`,
+//! `server.pem` (certificate then chain) / `server.key`, `crl.pem` (both
+//! CAs' CRLs), `clients/NAME.pem`/`.key`, and `index.txt` (one line per
+//! issued client: serial, issuer, revoked flag, name). Production
+//! deployments use the organisation's CA instead.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType,
+    SerialNumber,
+};
+use thiserror::Error;
+use time::{Duration, OffsetDateTime};
+
+#[derive(Debug, Error)]
+pub enum PkiError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("certificate generation: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("{0} already exists; remove it first or use another --dir")]
+    Exists(PathBuf),
+    #[error("no client named {0:?} in the index")]
+    UnknownClient(String),
+    #[error("{0:?} cannot be a file name")]
+    BadName(String),
+    #[error("index.txt line {0} is damaged")]
+    Index(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    EcdsaP256,
+    Rsa2048,
+}
+
+impl KeyType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ecdsa" | "ecdsa-p256" | "p256" => Some(KeyType::EcdsaP256),
+            "rsa" | "rsa-2048" | "rsa2048" => Some(KeyType::Rsa2048),
+            _ => None,
+        }
+    }
+
+    fn generate(self) -> Result<KeyPair, rcgen::Error> {
+        match self {
+            KeyType::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+            KeyType::Rsa2048 => {
+                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+            }
+        }
+    }
+}
+
+/// How to issue a client certificate; the defaults make a normal one.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub via_intermediate: bool,
+    /// Put clientAuth in the EKU (false: serverAuth only).
+    pub client_auth_eku: bool,
+    /// Validity relative to now, in days (negative for the past).
+    pub valid_from_days: i64,
+    pub valid_until_days: i64,
+    /// Add the name as SAN email (names with '@') and UPN as well as CN.
+    pub sans: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            via_intermediate: false,
+            client_auth_eku: true,
+            valid_from_days: -1,
+            valid_until_days: 365,
+            sans: true,
+        }
+    }
+}
+
+/// Paths of an issued client certificate.
+#[derive(Debug, Clone)]
+pub struct ClientFiles {
+    /// The certificate, followed by the intermediate when there is one.
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
+pub struct Pki {
+    dir: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), PkiError> {
+    std::fs::write(path, text).map_err(io(path))
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(io(path))
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[0] &= 0x7f; // positive
+    bytes[0] |= 0x01; // no leading zero octet to strip
+    SerialNumber::from_slice(&bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn ca_params(cn: &str, path_len: u8) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.distinguished_name
+        .push(DnType::OrganizationName, "certgate demo");
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::days(1);
+    p.not_after = now + Duration::days(3650);
+    p.serial_number = Some(random_serial());
+    p.use_authority_key_identifier_extension = true;
+    p
+}
+
+impl Pki {
+    pub fn open(dir: &Path) -> Self {
+        Pki {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path("ca.pem").exists()
+    }
+
+    /// Creates the root CA, the server certificate and an empty CRL.
+    pub fn init(&self, server_name: &str, server_key: KeyType) -> Result<(), PkiError> {
+        if self.exists() {
+            return Err(PkiError::Exists(self.path("ca.pem")));
+        }
+        std::fs::create_dir_all(self.dir.join("clients")).map_err(io(&self.dir))?;
+        let ca_key = KeyType::EcdsaP256.generate()?;
+        let ca_params = ca_params("certgate demo root CA", 1);
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        write(&self.path("ca.pem"), &ca_cert.pem())?;
+        write(&self.path("ca.key"), &ca_key.serialize_pem())?;
+        write(&self.path("index.txt"), "")?;
+        self.issue_server(server_name, server_key)?;
+        self.write_crls()
+    }
+
+    /// (Re)issues the server certificate, e.g. with another key type.
+    pub fn issue_server(&self, server_name: &str, key_type: KeyType) -> Result<(), PkiError> {
+        let issuer = self.issuer("ca")?;
+        let key = key_type.generate()?;
+        let mut p = CertificateParams::new(vec![server_name.to_string()])?;
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, server_name);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        let now = OffsetDateTime::now_utc();
+        p.not_before = now - Duration::days(1);
+        p.not_after = now + Duration::days(825);
+        p.serial_number = Some(random_serial());
+        p.use_authority_key_identifier_extension = true;
+        let cert = p.signed_by(&key, &issuer)?;
+        write(&self.path("server.pem"), &cert.pem())?;
+        write(&self.path("server.key"), &key.serialize_pem())
+    }
+
+    fn issuer(&self, which: &str) -> Result<Issuer<'static, KeyPair>, PkiError> {
+        let cert = read(&self.path(&format!("{which}.pem")))?;
+        let key = KeyPair::from_pem(&read(&self.path(&format!("{which}.key")))?)?;
+        Ok(Issuer::from_ca_cert_pem(&cert, key)?)
+    }
+
+    fn ensure_intermediate(&self) -> Result<(), PkiError> {
+        if self.path("intermediate.pem").exists() {
+            return Ok(());
+        }
+        let root = self.issuer("ca")?;
+        let key = KeyType::EcdsaP256.generate()?;
+        let cert = ca_params("certgate demo intermediate CA", 0).signed_by(&key, &root)?;
+        write(&self.path("intermediate.pem"), &cert.pem())?;
+        write(&self.path("intermediate.key"), &key.serialize_pem())?;
+        self.write_crls()
+    }
+
+    /// Issues a client certificate for `name` (an identity such as
+    /// `alice@example.org`).
+    pub fn issue_client(&self, name: &str, opts: &ClientOptions) -> Result<ClientFiles, PkiError> {
+        if name.is_empty() || name.contains(['/', '\\', '\0']) || name.starts_with('.') {
+            return Err(PkiError::BadName(name.to_string()));
+        }
+        if opts.via_intermediate {
+            self.ensure_intermediate()?;
+        }
+        let which = if opts.via_intermediate {
+            "intermediate"
+        } else {
+            "ca"
+        };
+        let issuer = self.issuer(which)?;
+        let key = KeyType::EcdsaP256.generate()?;
+        let mut p = CertificateParams::default();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.distinguished_name
+            .push(DnType::OrganizationalUnitName, "demo users");
+        if opts.sans && name.contains('@') {
+            p.subject_alt_names = vec![
+                SanType::Rfc822Name(name.try_into()?),
+                SanType::OtherName((vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3], name.into())),
+            ];
+        }
+        p.extended_key_usages = vec![if opts.client_auth_eku {
+            ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let now = OffsetDateTime::now_utc();
+        p.not_before = now + Duration::days(opts.valid_from_days);
+        p.not_after = now + Duration::days(opts.valid_until_days);
+        let serial = random_serial();
+        p.serial_number = Some(serial.clone());
+        p.use_authority_key_identifier_extension = true;
+        let cert = p.signed_by(&key, &issuer)?;
+        let mut pem = cert.pem();
+        if opts.via_intermediate {
+            pem.push_str(&read(&self.path("intermediate.pem"))?);
+        }
+        let files = ClientFiles {
+            certificate: self.dir.join("clients").join(format!("{name}.pem")),
+            key: self.dir.join("clients").join(format!("{name}.key")),
+        };
+        std::fs::create_dir_all(self.dir.join("clients")).map_err(io(&self.dir))?;
+        write(&files.certificate, &pem)?;
+        write(&files.key, &key.serialize_pem())?;
+        let index = self.path("index.txt");
+        let mut text = read(&index).unwrap_or_default();
+        let _ = writeln!(text, "{} {which} valid {name}", hex(serial.as_ref()));
+        write(&index, &text)?;
+        Ok(files)
+    }
+
+    /// Revokes every certificate issued to `name` and rewrites the CRLs.
+    pub fn revoke(&self, name: &str) -> Result<usize, PkiError> {
+        let index = self.path("index.txt");
+        let text = read(&index)?;
+        let mut out = String::new();
+        let mut revoked = 0;
+        for line in text.lines() {
+            let fields: Vec<&str> = line.splitn(4, ' ').collect();
+            if fields.len() == 4 && fields[3] == name && fields[2] == "valid" {
+                let _ = writeln!(out, "{} {} revoked {}", fields[0], fields[1], fields[3]);
+                revoked += 1;
+            } else {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        if revoked == 0 {
+            return Err(PkiError::UnknownClient(name.to_string()));
+        }
+        write(&index, &out)?;
+        self.write_crls()?;
+        Ok(revoked)
+    }
+
+    /// Writes `crl.pem`: the root's CRL, then the intermediate's if any,
+    /// valid for 30 days.
+    pub fn write_crls(&self) -> Result<(), PkiError> {
+        let text = read(&self.path("index.txt")).unwrap_or_default();
+        let mut revoked: Vec<(String, Vec<u8>)> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let fields: Vec<&str> = line.splitn(4, ' ').collect();
+            let [serial, issuer, status, _] = fields[..] else {
+                return Err(PkiError::Index(i + 1));
+            };
+            if status == "revoked" {
+                let bytes = (0..serial.len())
+                    .step_by(2)
+                    .map(|j| u8::from_str_radix(&serial[j..j + 2], 16))
+                    .collect::<Result<Vec<u8>, _>>()
+                    .map_err(|_| PkiError::Index(i + 1))?;
+                revoked.push((issuer.to_string(), bytes));
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut pem = String::new();
+        for which in ["ca", "intermediate"] {
+            if !self.path(&format!("{which}.pem")).exists() {
+                continue;
+            }
+            let issuer = self.issuer(which)?;
+            let params = CertificateRevocationListParams {
+                this_update: now - Duration::minutes(5),
+                next_update: now + Duration::days(30),
+                crl_number: SerialNumber::from_slice(&now.unix_timestamp().to_be_bytes()),
+                issuing_distribution_point: None,
+                revoked_certs: revoked
+                    .iter()
+                    .filter(|(i, _)| i == which)
+                    .map(|(_, s)| RevokedCertParams {
+                        serial_number: SerialNumber::from_slice(s),
+                        revocation_time: now - Duration::minutes(1),
+                        reason_code: None,
+                        invalidity_date: None,
+                    })
+                    .collect(),
+                key_identifier_method: rcgen::KeyIdMethod::Sha256,
+            };
+            pem.push_str(&params.signed_by(&issuer)?.pem()?);
+        }
+        write(&self.path("crl.pem"), &pem)
+    }
+}

@@ -1,0 +1,225 @@
+//! Access-Requests that carry EAP: runs the sans-I/O EAP service, performs
+//! the asynchronous authorization step between the end of the TLS handshake
+//! and the final flight, encodes the reply, and logs and counts the outcome.
+//!
+//! Glue only: protocol decisions are in `eap`, identity rules in
+//! `tls::identity`, authorization in `authz`.
+
+use std::time::Instant;
+
+use crate::authz::{Decision, Subject};
+use crate::config::EapConfig;
+use crate::eap::conversation::Granted;
+use crate::eap::packet::reassemble;
+use crate::eap::reply::{EAP_KEY_NAME, ReplyContext, encode};
+use crate::eap::service::{self, EapRequest, Handled, Reply};
+use crate::eap::tls_session::{Established, Failure};
+use crate::radius::Packet;
+use crate::radius::attr::{CALLED_STATION_ID, CALLING_STATION_ID, FRAMED_MTU, STATE};
+use crate::radius::packet::value_u32;
+use crate::tls::TlsContext;
+use crate::tls::identity::CertIdentity;
+
+use super::Shared;
+use super::handler::Response;
+use super::pipeline::{DropReason, Request};
+
+fn text(value: Option<&[u8]>) -> Option<&str> {
+    value.and_then(|v| std::str::from_utf8(v).ok())
+}
+
+pub async fn respond(
+    shared: &Shared,
+    eap_config: &EapConfig,
+    tls: &TlsContext,
+    request: &Request,
+) -> Response {
+    let packet = match request.packet() {
+        Ok(p) => p,
+        Err(e) => return Response::Drop(DropReason::Malformed(e)),
+    };
+    let m = &shared.metrics.eap;
+    let settings = &eap_config.settings;
+    let eap = reassemble(&packet).unwrap_or_default();
+    let req = EapRequest {
+        eap: &eap,
+        state: packet.attribute(STATE),
+        calling_station: text(packet.attribute(CALLING_STATION_ID)),
+        framed_mtu: packet.attribute(FRAMED_MTU).and_then(value_u32),
+        nas: &request.client.name,
+    };
+    let table = &shared.conversations;
+    let starts =
+        eap.first() == Some(&2) && eap.get(4) == Some(&crate::eap::packet::method::IDENTITY);
+    let reply = match service::handle(table, &tls.server, settings, &req, Instant::now()) {
+        Handled::Done(reply) => reply,
+        Handled::Authorize(out) => {
+            let result = match out.conversation.as_ref() {
+                Some(conv) => match conv.established.as_deref() {
+                    Some(est) => {
+                        authorize(
+                            shared,
+                            eap_config,
+                            tls,
+                            est,
+                            &conv.outer_identity,
+                            &request.client.name,
+                            &packet,
+                        )
+                        .await
+                    }
+                    None => Err(Failure::new("internal", "no handshake result")),
+                },
+                None => Err(Failure::new("internal", "empty checkout")),
+            };
+            service::finish(table, out, result, settings, Instant::now())
+        }
+    };
+    if starts && matches!(reply, Reply::Challenge { .. }) {
+        m.started.inc();
+    }
+    m.active.set(table.len() as i64);
+    observe(shared, request, &reply);
+
+    let authenticator = *packet.authenticator();
+    let ctx = ReplyContext {
+        identifier: request.identifier(),
+        request_authenticator: &authenticator,
+        secret: &request.client.secret,
+        key_name_requested: packet.attribute(EAP_KEY_NAME).is_some(),
+    };
+    match encode(&reply, &ctx) {
+        Ok(Some((code, bytes))) => Response::Reply {
+            code,
+            bytes,
+            outcome: None,
+        },
+        Ok(None) => Response::Drop(DropReason::EapDiscarded),
+        Err(e) => {
+            tracing::error!(client = %request.client.name, error = %e, "reply does not fit in a RADIUS packet");
+            Response::Drop(DropReason::EapDiscarded)
+        }
+    }
+}
+
+/// Certificate identity, binding to the outer identity, revocation re-check
+/// for resumed sessions, then the directory.
+async fn authorize(
+    shared: &Shared,
+    eap_config: &EapConfig,
+    tls: &TlsContext,
+    est: &Established,
+    outer_identity: &str,
+    nas: &str,
+    packet: &Packet<'_>,
+) -> Result<Granted, Failure> {
+    if est.resumed {
+        // The certificate comes from the session cache: CRLs may have
+        // changed since the full handshake.
+        tls.recheck(&est.peer_chain)
+            .map_err(|e| Failure::new("certificate_rejected", format!("on resumption: {e}")))?;
+    }
+    let end_entity = est
+        .peer_chain
+        .first()
+        .ok_or_else(|| Failure::new("no_client_certificate", "peer sent none"))?;
+    let certificate = CertIdentity::from_der(end_entity)
+        .map_err(|e| Failure::new("certificate_identity", e.to_string()))?;
+    let (_, identity) = certificate
+        .pick(&eap_config.identity_sources)
+        .map_err(|e| Failure::new("certificate_identity", e.to_string()))?;
+    let identity = identity.to_string();
+    eap_config
+        .binding
+        .check(outer_identity, &identity)
+        .map_err(|e| Failure::new("identity_mismatch", e))?;
+    let subject = Subject {
+        identity: identity.clone(),
+        outer_identity: outer_identity.to_string(),
+        certificate,
+        nas: nas.to_string(),
+        called_station: text(packet.attribute(CALLED_STATION_ID)).map(str::to_string),
+        calling_station: text(packet.attribute(CALLING_STATION_ID)).map(str::to_string),
+        resumed: est.resumed,
+    };
+    let directory = &eap_config.directory;
+    let backend = crate::authz::Authorizer::name(directory.as_ref());
+    let started = Instant::now();
+    let decision = crate::authz::Authorizer::authorize(directory.as_ref(), &subject).await;
+    let m = &shared.metrics.eap;
+    m.authz_seconds
+        .with_label_values(&[backend])
+        .observe(started.elapsed().as_secs_f64());
+    match decision {
+        Decision::Accept { groups, attributes } => {
+            m.authz_decisions
+                .with_label_values(&[backend, "accept"])
+                .inc();
+            tracing::debug!(identity = %identity, groups = ?groups, "authorized");
+            Ok(Granted {
+                identity,
+                attributes,
+            })
+        }
+        Decision::Reject { reason, detail } => {
+            m.authz_decisions
+                .with_label_values(&[backend, "reject"])
+                .inc();
+            Err(Failure::new(reason, format!("{identity}: {detail}")))
+        }
+    }
+}
+
+fn observe(shared: &Shared, request: &Request, reply: &Reply) {
+    let m = &shared.metrics.eap;
+    let client = &request.client.name;
+    match reply {
+        Reply::Challenge { .. } => {}
+        Reply::Discard(reason) => {
+            m.discarded.with_label_values(&[reason]).inc();
+            tracing::debug!(client = %client, reason, "EAP response discarded");
+        }
+        Reply::Accept {
+            granted,
+            established,
+            round_trips,
+            duration,
+            ..
+        } => {
+            let version = match established.version {
+                rustls::ProtocolVersion::TLSv1_2 => "1.2",
+                rustls::ProtocolVersion::TLSv1_3 => "1.3",
+                _ => "other",
+            };
+            m.succeeded
+                .with_label_values(&[
+                    version,
+                    &established.cipher_suite,
+                    if established.resumed { "true" } else { "false" },
+                ])
+                .inc();
+            m.handshake_seconds.observe(duration.as_secs_f64());
+            m.round_trips.observe(f64::from(*round_trips));
+            tracing::info!(
+                client = %client,
+                identity = %granted.identity,
+                tls_version = version,
+                cipher_suite = %established.cipher_suite,
+                resumed = established.resumed,
+                round_trips,
+                duration_ms = duration.as_millis() as u64,
+                attributes = granted.attributes.len(),
+                "access accepted"
+            );
+        }
+        Reply::Reject { failure, .. } => {
+            m.failed.with_label_values(&[failure.reason]).inc();
+            tracing::info!(
+                client = %client,
+                reason = failure.reason,
+                detail = %failure.detail,
+                "access rejected"
+            );
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Server-side TLS session storage for resumption (TLS 1.2 session IDs and
+//! TLS 1.3 stateful tickets): bounded, with a lifetime, and shared across
+//! configuration reloads so a reload does not end resumption.
+//!
+//! rustls's own memory cache has no lifetime; this one does. It must not
+//! judge whether a resumed session is still authorized (the EAP layer
+//! re-checks the certificate and the directory).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rustls::server::StoresServerSessions;
+
+/// Session id or ticket → (encoded session, stored at).
+type Sessions = HashMap<Vec<u8>, (Vec<u8>, Instant)>;
+
+#[derive(Debug)]
+pub struct SessionStore {
+    map: Mutex<Sessions>,
+    cap: usize,
+    lifetime: Duration,
+}
+
+impl SessionStore {
+    pub fn new(cap: usize, lifetime: Duration) -> Self {
+        SessionStore {
+            map: Mutex::new(HashMap::new()),
+            cap: cap.max(1),
+            lifetime,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops sessions past their lifetime; returns how many remain.
+    pub fn sweep(&self, now: Instant) -> usize {
+        let mut map = self.lock();
+        map.retain(|_, (_, at)| now.saturating_duration_since(*at) <= self.lifetime);
+        map.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        // Entries are independent; a panic elsewhere leaves them usable.
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fresh(&self, at: Instant) -> bool {
+        at.elapsed() <= self.lifetime
+    }
+}
+
+impl StoresServerSessions for SessionStore {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        let mut map = self.lock();
+        if map.len() >= self.cap && !map.contains_key(&key) {
+            // Full: make room by dropping expired sessions, else the oldest.
+            let lifetime = self.lifetime;
+            map.retain(|_, (_, at)| at.elapsed() <= lifetime);
+            if map.len() >= self.cap {
+                let oldest = map
+                    .iter()
+                    .min_by_key(|(_, (_, at))| *at)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    map.remove(&k);
+                }
+            }
+        }
+        map.insert(key, (value, Instant::now()));
+        true
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let map = self.lock();
+        let (value, at) = map.get(key)?;
+        self.fresh(*at).then(|| value.clone())
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let (value, at) = self.lock().remove(key)?;
+        self.fresh(at).then_some(value)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_and_single_use_take() {
+        let s = SessionStore::new(2, Duration::from_secs(60));
+        assert!(s.put(b"a".to_vec(), b"1".to_vec()));
+        assert!(s.put(b"b".to_vec(), b"2".to_vec()));
+        assert!(s.put(b"c".to_vec(), b"3".to_vec()));
+        assert_eq!(s.len(), 2, "capped");
+        assert_eq!(s.get(b"c"), Some(b"3".to_vec()));
+        assert_eq!(s.take(b"c"), Some(b"3".to_vec()));
+        assert_eq!(s.take(b"c"), None, "a TLS 1.3 ticket resumes once");
+    }
+
+    #[test]
+    fn expired_sessions_do_not_resume() {
+        let s = SessionStore::new(10, Duration::from_secs(60));
+        s.put(b"a".to_vec(), b"1".to_vec());
+        assert_eq!(s.sweep(Instant::now()), 1);
+        assert_eq!(s.sweep(Instant::now() + Duration::from_secs(61)), 0);
+        assert_eq!(s.get(b"a"), None);
+    }
+}
