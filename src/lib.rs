@@ -12,4 +12,5 @@ pub mod metrics;
 pub mod pki;
 pub mod radius;
 pub mod server;
+pub mod supplicant;
 pub mod tls;

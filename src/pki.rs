@@ -99,6 +99,7 @@ pub struct ClientFiles {
 
 pub struct Pki {
     dir: PathBuf,
+    ca_name: String,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
@@ -154,7 +155,14 @@ impl Pki {
     pub fn open(dir: &Path) -> Self {
         Pki {
             dir: dir.to_path_buf(),
+            ca_name: "certgate demo root CA".into(),
         }
+    }
+
+    /// The root CA's common name for `init` (tests make unrelated CAs).
+    pub fn with_ca_name(mut self, name: &str) -> Self {
+        self.ca_name = name.to_string();
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -176,7 +184,7 @@ impl Pki {
         }
         std::fs::create_dir_all(self.dir.join("clients")).map_err(io(&self.dir))?;
         let ca_key = KeyType::EcdsaP256.generate()?;
-        let ca_params = ca_params("certgate demo root CA", 1);
+        let ca_params = ca_params(&self.ca_name, 1);
         let ca_cert = ca_params.self_signed(&ca_key)?;
         write(&self.path("ca.pem"), &ca_cert.pem())?;
         write(&self.path("ca.key"), &ca_key.serialize_pem())?;

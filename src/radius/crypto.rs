@@ -118,6 +118,27 @@ pub fn verify_message_authenticator(packet: &Packet<'_>, secret: &Secret) -> boo
     want.ct_eq(got).into()
 }
 
+/// Checks a reply's Message-Authenticator (computed over the request's
+/// authenticator, RFC 3579 §3.2); false when absent. For clients.
+pub fn verify_reply_message_authenticator(
+    reply: &Packet<'_>,
+    request_authenticator: &[u8; 16],
+    secret: &Secret,
+) -> bool {
+    let Some(at) = reply.message_authenticator_offset() else {
+        return false;
+    };
+    let bytes = reply.bytes();
+    let want = message_authenticator(
+        bytes,
+        at,
+        HeaderAuthenticator::Request(request_authenticator),
+        secret,
+    );
+    let got = &bytes[at + 2..at + MESSAGE_AUTHENTICATOR_LEN];
+    want.ct_eq(got).into()
+}
+
 /// MD5(Code | Identifier | Length | `authenticator` | Attributes | Secret).
 /// The same formula gives the Response Authenticator (with the request's
 /// authenticator) and the Accounting Request Authenticator (with zeros).

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod lab;
+
 pub const SECRET: &str = "testing123";
 
 /// A client block for the loopback address the tests send from.
@@ -119,6 +121,29 @@ impl TestServer {
             seen.push(v.clone());
             if pred(&v) {
                 return Some(v);
+            }
+        }
+    }
+
+    /// Waits until `n` log lines match `pred` and returns the n-th.
+    pub fn wait_nth(
+        &self,
+        pred: impl Fn(&Value) -> bool,
+        n: usize,
+        timeout: Duration,
+    ) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.lines.lock().expect("lines");
+        let (rx, seen) = &mut *guard;
+        loop {
+            if let Some(v) = seen.iter().filter(|v| pred(v)).nth(n.checked_sub(1)?) {
+                return Some(v.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let line = rx.recv_timeout(left).ok()?;
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) => seen.push(v),
+                Err(_) => eprintln!("certgate: {line}"),
             }
         }
     }

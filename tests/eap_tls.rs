@@ -1,0 +1,329 @@
+//! EAP-TLS end to end: the real certgate binary against eapol_test (the
+//! wpa_supplicant test peer) and against the Rust test supplicant, with a
+//! PKI generated at test time.
+
+mod common;
+
+use std::time::Duration;
+
+use certgate::pki::KeyType;
+use certgate::radius::crypto::Secret;
+use certgate::supplicant::{Supplicant, Versions, client_config};
+use common::lab::*;
+use common::{TestServer, loopback_client};
+use serde_json::Value;
+
+fn server(lab: &Lab, eap_extra: &str, tls_extra: &str) -> TestServer {
+    TestServer::start(&format!(
+        "{}{}",
+        loopback_client(""),
+        lab.config(eap_extra, tls_extra)
+    ))
+}
+
+/// The n-th "access accepted" or "access rejected" log line.
+fn outcome(server: &TestServer, message: &str, n: usize) -> Value {
+    server
+        .wait_nth(|v| v["message"] == message, n, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("fewer than {n} {message:?} log lines"))
+}
+
+const TLS13: &str = "  phase1=\"tls_disable_tlsv1_3=0\"";
+const TLS12_ONLY: &str = "  phase1=\"tls_disable_tlsv1_3=1\"";
+
+#[test]
+fn eapol_test_tls12_and_tls13_get_keys_and_reply_attributes() {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = server(&lab, "", "");
+    let ca = lab.pki.path("ca.pem");
+    for (n, (extra, version)) in [(TLS12_ONLY, "1.2"), (TLS13, "1.3")]
+        .into_iter()
+        .enumerate()
+    {
+        let conf = lab.eapol_conf(&lab.pki, ALICE, &ca, extra);
+        let (ok, out) = eapol_test(&conf, s.auth, default_secret(), &["-e"]);
+        assert!(ok, "TLS {version} failed:\n{out}");
+        assert!(out.contains("MPPE keys OK: 1  mismatch: 0"), "{out}");
+        assert!(
+            out.contains("Locally derived EAP Session-Id matches EAP-Key-Name from server"),
+            "EAP-Key-Name: {out}"
+        );
+        // Authorization's reply attributes reach the NAS.
+        for attr in [
+            "Attribute 64 (Tunnel-Type)",
+            "Attribute 81 (Tunnel-Private-Group-Id)",
+            "Attribute 11 (",
+            "Attribute 25 (Class)",
+        ] {
+            assert!(
+                out.contains(attr),
+                "{attr} missing in TLS {version}:\n{out}"
+            );
+        }
+        let line = outcome(&s, "access accepted", n + 1);
+        assert_eq!(line["tls_version"], version);
+        assert_eq!(line["identity"], ALICE);
+        assert_eq!(line["resumed"], false);
+    }
+    let m = s.metrics_text();
+    assert!(
+        m.contains("certgate_eap_conversations_succeeded_total{cipher_suite=\"TLS13_AES_256_GCM_SHA384\",resumed=\"false\",tls_version=\"1.3\"} 1"),
+        "{m}"
+    );
+}
+
+#[test]
+fn eapol_test_with_rsa_server_certificate_and_intermediate_client_ca() {
+    let lab = Lab::new(KeyType::Rsa2048);
+    let s = server(&lab, "", "");
+    let ca = lab.pki.path("ca.pem");
+    for extra in [TLS12_ONLY, TLS13] {
+        let conf = lab.eapol_conf(&lab.pki, CAROL, &ca, extra);
+        let (ok, out) = eapol_test(&conf, s.auth, default_secret(), &[]);
+        assert!(ok, "intermediate-issued client refused ({extra}):\n{out}");
+        assert!(out.contains("MPPE keys OK: 1  mismatch: 0"), "{out}");
+    }
+}
+
+#[test]
+fn eapol_test_small_client_fragments() {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    // The server fragments too: 200 octets of TLS per EAP-TLS packet.
+    let s = server(&lab, "fragment_size = 200", "");
+    let ca = lab.pki.path("ca.pem");
+    for size in ["300", "100"] {
+        for version in [TLS12_ONLY, TLS13] {
+            let conf = lab.eapol_conf(
+                &lab.pki,
+                ALICE,
+                &ca,
+                &format!("{version}\n  fragment_size={size}"),
+            );
+            let (ok, out) = eapol_test(&conf, s.auth, default_secret(), &[]);
+            assert!(ok, "fragment_size={size} {version}:\n{out}");
+            assert!(out.contains("MPPE keys OK: 1  mismatch: 0"), "{out}");
+        }
+    }
+    let accepted = outcome(&s, "access accepted", 4);
+    assert!(
+        accepted["round_trips"].as_u64().unwrap_or(0) > 10,
+        "small fragments need many round trips: {accepted}"
+    );
+}
+
+#[test]
+fn bad_client_certificates_are_rejected_with_reasons() {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = server(&lab, "", "");
+    let ca = lab.pki.path("ca.pem");
+    let cases = [
+        (&lab.pki, REVOKED, "certificate_rejected", "revoked"),
+        (&lab.pki, EXPIRED, "certificate_rejected", "expired"),
+        (&lab.other, ALICE, "certificate_rejected", "issuer"),
+        (&lab.pki, NO_EKU, "certificate_rejected", "extended key usage"),
+        (&lab.pki, DISABLED, "disabled", "disabled"),
+        (
+            &lab.pki,
+            UNKNOWN,
+            "unknown_identity",
+            "not in the directory",
+        ),
+    ];
+    for (n, (pki, name, reason, detail)) in cases.into_iter().enumerate() {
+        for extra in [TLS12_ONLY, TLS13] {
+            let conf = lab.eapol_conf(pki, name, &ca, extra);
+            let (ok, out) = eapol_test(&conf, s.auth, default_secret(), &[]);
+            assert!(!ok, "{name} accepted:\n{out}");
+            assert!(
+                out.contains("Access-Reject") && out.contains("EAP Failure"),
+                "{name}: no Access-Reject with EAP-Failure:\n{out}"
+            );
+        }
+        let line = outcome(&s, "access rejected", 2 * n + 2);
+        assert_eq!(line["reason"], reason, "{name}: {line}");
+        assert!(
+            line["detail"]
+                .as_str()
+                .unwrap_or("")
+                .to_lowercase()
+                .contains(detail),
+            "{name}: {line}"
+        );
+    }
+    // The TLS alert reached the peer before the EAP-Failure.
+    let conf = lab.eapol_conf(&lab.pki, REVOKED, &ca, TLS12_ONLY);
+    let (_, out) = eapol_test(&conf, s.auth, default_secret(), &[]);
+    assert!(
+        out.contains("SSL3 alert: read (remote end reported an error):fatal:certificate revoked"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_peer_that_does_not_trust_our_ca_refuses_us() {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = server(&lab, "", "");
+    let conf = lab.eapol_conf(&lab.pki, ALICE, &lab.other.path("ca.pem"), TLS13);
+    let (ok, out) = eapol_test(&conf, s.auth, default_secret(), &[]);
+    assert!(!ok, "{out}");
+    let line = outcome(&s, "access rejected", 1);
+    assert_eq!(line["reason"], "peer_alert", "{line}");
+}
+
+#[test]
+fn wrong_shared_secret_gets_no_answer() {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = server(&lab, "", "");
+    let conf = lab.eapol_conf(&lab.pki, ALICE, &lab.pki.path("ca.pem"), TLS13);
+    let (ok, out) = eapol_test(&conf, s.auth, "not-the-secret", &["-t", "2"]);
+    assert!(!ok, "{out}");
+    assert!(
+        !out.contains("Received RADIUS packet"),
+        "an answer came: {out}"
+    );
+    assert!(
+        s.metric("certgate_dropped_total{listener=\"auth\",reason=\"bad_message_authenticator\"}")
+            >= 1.0
+    );
+}
+
+#[test]
+fn eapol_test_reauthentication_resumes_every_time() {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = server(&lab, "", "");
+    let ca = lab.pki.path("ca.pem");
+    let mut accepted = 0;
+    for extra in [TLS12_ONLY, TLS13] {
+        let conf = lab.eapol_conf(&lab.pki, ALICE, &ca, extra);
+        let (ok, out) = eapol_test(&conf, s.auth, default_secret(), &["-r", "2"]);
+        assert!(ok, "{extra}:\n{out}");
+        assert!(out.contains("MPPE keys OK: 3  mismatch: 0"), "{out}");
+        assert!(
+            !out.contains("Handshake finished - resumed=0")
+                || out.matches("resumed=0").count() < out.matches("resumed=1").count(),
+            "re-authentications resume ({extra}):\n{out}"
+        );
+        for resumed in [false, true, true] {
+            accepted += 1;
+            let line = outcome(&s, "access accepted", accepted);
+            assert_eq!(line["resumed"], resumed, "{line}");
+        }
+    }
+}
+
+fn rust_supplicant(lab: &Lab, name: &str, versions: Versions, resumption: bool) -> Supplicant {
+    let (cert, key) = lab.client_files(&lab.pki, name);
+    let config = client_config(&lab.pki.path("ca.pem"), &cert, &key, versions, resumption)
+        .expect("client config");
+    Supplicant::new(config, name)
+}
+
+#[tokio::test]
+async fn rust_supplicant_checks_keys_attributes_and_resumption() {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = server(&lab, "", "");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let secret = Secret::new(common::SECRET.as_bytes());
+    for versions in [Versions::Tls12, Versions::Tls13] {
+        let sup = rust_supplicant(&lab, ALICE, versions, true);
+        for resumed in [false, true, true] {
+            let o = sup
+                .authenticate(&socket, s.auth, &secret)
+                .await
+                .expect("conversation");
+            assert_eq!(o.code, certgate::radius::Code::AccessAccept, "{o:?}");
+            assert!(o.mppe_keys_match, "{versions:?}: MPPE keys differ from MSK");
+            assert_eq!(o.resumed, resumed, "{versions:?}");
+            assert!(o.peer_error.is_none(), "{o:?}");
+            let vlan = o
+                .attributes
+                .iter()
+                .find(|(k, _)| *k == 81)
+                .map(|(_, v)| v.clone());
+            assert_eq!(
+                vlan.as_deref(),
+                Some(&b"\x0120"[..]),
+                "Tunnel-Private-Group-Id"
+            );
+            assert!(
+                o.attributes
+                    .contains(&(25, b"user=alice@example.org".to_vec()))
+            );
+            if !resumed {
+                assert!(
+                    (3..=6).contains(&o.round_trips),
+                    "{} round trips",
+                    o.round_trips
+                );
+            }
+        }
+    }
+    let disabled = rust_supplicant(&lab, DISABLED, Versions::Both, false);
+    let o = disabled
+        .authenticate(&socket, s.auth, &secret)
+        .await
+        .expect("conversation");
+    assert_eq!(o.code, certgate::radius::Code::AccessReject);
+}
+
+#[tokio::test]
+async fn identity_binding_exact_rejects_a_foreign_outer_identity() {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = server(&lab, "identity_binding = \"exact\"", "");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let secret = Secret::new(common::SECRET.as_bytes());
+    let mut sup = rust_supplicant(&lab, ALICE, Versions::Tls13, false);
+    sup.identity = "bob@example.org".into();
+    let o = sup
+        .authenticate(&socket, s.auth, &secret)
+        .await
+        .expect("conversation");
+    assert_eq!(o.code, certgate::radius::Code::AccessReject);
+    let line = outcome(&s, "access rejected", 1);
+    assert_eq!(line["reason"], "identity_mismatch", "{line}");
+}
+
+#[test]
+fn metrics_page_passes_promtool_after_eap() {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = server(&lab, "", "");
+    let conf = lab.eapol_conf(&lab.pki, ALICE, &lab.pki.path("ca.pem"), TLS13);
+    assert!(eapol_test(&conf, s.auth, default_secret(), &[]).0);
+    let text = s.metrics_text();
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install prometheus)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        common::metric_value(&text, "certgate_eap_conversations_started_total"),
+        1.0
+    );
+    assert_eq!(
+        common::metric_value(
+            &text,
+            "certgate_authz_decisions_total{backend=\"file\",result=\"accept\"}"
+        ),
+        1.0
+    );
+}
