@@ -120,7 +120,12 @@ fn bad_client_certificates_are_rejected_with_reasons() {
         (&lab.pki, REVOKED, "certificate_rejected", "revoked"),
         (&lab.pki, EXPIRED, "certificate_rejected", "expired"),
         (&lab.other, ALICE, "certificate_rejected", "issuer"),
-        (&lab.pki, NO_EKU, "certificate_rejected", "extended key usage"),
+        (
+            &lab.pki,
+            NO_EKU,
+            "certificate_rejected",
+            "extended key usage",
+        ),
         (&lab.pki, DISABLED, "disabled", "disabled"),
         (
             &lab.pki,

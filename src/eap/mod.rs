@@ -22,3 +22,6 @@ pub mod tls_frag;
 pub mod tls_session;
 
 pub use packet::{EapCode, EapError, EapPacket};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,366 @@
+//! The malformed-input table of the sans-I/O EAP engine, and whole
+//! conversations between it and the test peer without sockets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+
+use super::packet::{self, EapCode, method};
+use super::service::{self, EapRequest, EapSettings, Handled, Reply};
+use super::table::{ConversationTable, State};
+use super::tls_frag::{FLAG_L, FLAG_M};
+use crate::pki::{ClientOptions, KeyType, Pki};
+use crate::supplicant::{EapTlsPeer, PeerStep, Versions, client_config};
+use crate::tls::{SessionStore, TlsContext, TlsMaterial, TlsPolicy, TlsVersion};
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    tls: TlsContext,
+    table: ConversationTable,
+    settings: EapSettings,
+    client: Arc<rustls::ClientConfig>,
+}
+
+fn rig(fragment_size: usize, cap: usize) -> Rig {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::open(dir.path());
+    pki.init("radius.example.org", KeyType::EcdsaP256)
+        .expect("pki");
+    let files = pki
+        .issue_client("alice@example.org", &ClientOptions::default())
+        .expect("client");
+    use rustls::pki_types::pem::PemObject;
+    let certs = |p: &std::path::Path| {
+        rustls::pki_types::CertificateDer::pem_file_iter(p)
+            .expect("pem")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("certs")
+    };
+    let material = TlsMaterial {
+        chain: certs(&pki.path("server.pem")),
+        key: rustls::pki_types::PrivateKeyDer::from_pem_file(pki.path("server.key")).expect("key"),
+        roots: certs(&pki.path("ca.pem")),
+        crls: Vec::new(),
+    };
+    let policy = TlsPolicy {
+        min_version: TlsVersion::V1_2,
+        max_version: TlsVersion::V1_3,
+        crl_missing_rejects: true,
+        crl_expired_rejects: true,
+        require_client_auth_eku: true,
+        resumption: true,
+        session_lifetime: Duration::from_secs(60),
+        session_cache_entries: 100,
+    };
+    let tls = TlsContext::build(
+        &material,
+        &policy,
+        &Arc::new(SessionStore::new(100, Duration::from_secs(60))),
+    )
+    .expect("tls");
+    let client = client_config(
+        &pki.path("ca.pem"),
+        &files.certificate,
+        &files.key,
+        Versions::Both,
+        false,
+    )
+    .expect("client config");
+    let settings = EapSettings {
+        fragment_size,
+        max_message: 16384,
+        idle_timeout: Duration::from_secs(30),
+        max_conversations: cap,
+        replace_by_calling_station: true,
+    };
+    Rig {
+        _dir: dir,
+        tls,
+        table: ConversationTable::new(cap, Duration::from_secs(30)),
+        settings,
+        client,
+    }
+}
+
+impl Rig {
+    fn send(
+        &self,
+        eap: &[u8],
+        state: Option<&State>,
+        station: Option<&str>,
+        now: Instant,
+    ) -> Reply {
+        let req = EapRequest {
+            eap,
+            state: state.map(|s| &s[..]),
+            calling_station: station,
+            framed_mtu: None,
+            nas: "nas",
+        };
+        match service::handle(&self.table, &self.tls.server, &self.settings, &req, now) {
+            Handled::Done(r) => r,
+            Handled::Authorize(out) => service::finish(
+                &self.table,
+                out,
+                Ok(Default::default()),
+                &self.settings,
+                now,
+            ),
+        }
+    }
+
+    /// Identity → Start; returns (State, Identifier of the Start).
+    fn start(&self, station: Option<&str>) -> (State, u8) {
+        let id = packet::build(
+            EapCode::Response,
+            7,
+            Some(method::IDENTITY),
+            b"alice@example.org",
+        );
+        match self.send(&id, None, station, Instant::now()) {
+            Reply::Challenge { eap, state } => {
+                assert_eq!(eap, [1, 8, 0, 6, 13, 0x20], "Start: S only, no L");
+                (state, 8)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn peer(&self) -> EapTlsPeer {
+        EapTlsPeer::new(
+            self.client.clone(),
+            ServerName::try_from("radius.example.org").expect("name"),
+            "alice@example.org",
+            1000,
+        )
+        .expect("peer")
+    }
+}
+
+fn tls_response(id: u8, data: &[u8]) -> Vec<u8> {
+    packet::build(EapCode::Response, id, Some(method::TLS), data)
+}
+
+fn reason(reply: Reply) -> &'static str {
+    match reply {
+        Reply::Reject { eap, failure } => {
+            assert_eq!(eap[0], EapCode::Failure as u8, "EAP-Failure");
+            failure.reason
+        }
+        Reply::Discard(r) => r,
+        other => panic!("expected a reject or discard, got {other:?}"),
+    }
+}
+
+#[test]
+fn whole_conversation_without_sockets_in_small_fragments() {
+    let r = rig(100, 10);
+    let (mut state, mut id) = r.start(None);
+    let mut peer = r.peer();
+    let mut eap = packet::build(EapCode::Request, id, Some(method::TLS), &[0x20]);
+    let mut trips = 1;
+    let mut accepted = false;
+    while let PeerStep::Respond(resp) = peer.on_request(&eap).expect("peer") {
+        trips += 1;
+        match r.send(&resp, Some(&state), None, Instant::now()) {
+            Reply::Challenge { eap: e, state: s } => {
+                assert_eq!(s, state, "State stays for the conversation");
+                assert_eq!(e[1], id.wrapping_add(1), "Identifiers advance by one");
+                id = e[1];
+                eap = e;
+                state = s;
+            }
+            Reply::Accept { eap: e, keys, .. } => {
+                assert_eq!(e, [3, id, 0, 4], "EAP-Success echoes the last Identifier");
+                assert_eq!(peer.on_request(&e), Ok(PeerStep::Success));
+                assert_eq!(Some(keys.msk), peer.msk(), "server and peer MSK agree");
+                accepted = true;
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(accepted);
+    assert!(
+        trips > 10,
+        "100-octet fragments take many round trips ({trips})"
+    );
+    assert!(r.table.is_empty(), "finished conversations leave the table");
+}
+
+#[test]
+fn malformed_eap_tls_table() {
+    let r = rig(1000, 10);
+    let big = (70_000u32).to_be_bytes();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("no flags octet", vec![], "malformed_eap_tls"),
+        (
+            "L with a truncated length",
+            vec![FLAG_L, 0, 1],
+            "malformed_eap_tls",
+        ),
+        (
+            "TLS Message Length below the fragment",
+            vec![FLAG_L, 0, 0, 0, 2, 22, 3, 3, 0],
+            "malformed_eap_tls",
+        ),
+        (
+            "TLS Message Length above the cap",
+            vec![FLAG_L, big[0], big[1], big[2], big[3], 22],
+            "malformed_eap_tls",
+        ),
+        ("S flag from the peer", vec![0x20], "malformed_eap_tls"),
+        (
+            "acknowledgement with nothing outstanding",
+            vec![0],
+            "unexpected_message",
+        ),
+    ];
+    for (name, data, want) in cases {
+        let (state, id) = r.start(None);
+        let got = reason(r.send(&tls_response(id, &data), Some(&state), None, Instant::now()));
+        assert_eq!(got, want, "{name}");
+        assert!(
+            r.table.take(&state, Instant::now()).is_none(),
+            "{name}: conversation ended"
+        );
+    }
+    assert!(r.table.is_empty());
+}
+
+#[test]
+fn tls_garbage_gets_an_alert_then_failure() {
+    let r = rig(1000, 10);
+    let (state, id) = r.start(None);
+    let junk = tls_response(id, b"\x00GET / HTTP/1.1\r\n\r\n");
+    let Reply::Challenge { eap, .. } = r.send(&junk, Some(&state), None, Instant::now()) else {
+        panic!("the alert should go to the peer first");
+    };
+    // EAP-TLS flags with L, 4-octet length, then a TLS record of type 21 (alert).
+    assert_eq!(eap[10], 21, "TLS alert record: {eap:?}");
+    let ack = tls_response(eap[1], &[0]);
+    assert_eq!(
+        reason(r.send(&ack, Some(&state), None, Instant::now())),
+        "tls_handshake"
+    );
+    assert!(r.table.is_empty());
+}
+
+#[test]
+fn fragments_add_up_beyond_the_cap() {
+    let r = rig(1000, 10);
+    let (state, mut id) = r.start(None);
+    let chunk = vec![0x16; 1000];
+    let mut last = None;
+    for _ in 0..20 {
+        let mut data = vec![FLAG_M];
+        data.extend_from_slice(&chunk);
+        match r.send(&tls_response(id, &data), Some(&state), None, Instant::now()) {
+            Reply::Challenge { eap, .. } => {
+                assert_eq!(&eap[4..], &[13, 0], "each fragment is acknowledged");
+                id = eap[1];
+            }
+            other => {
+                last = Some(reason(other));
+                break;
+            }
+        }
+    }
+    assert_eq!(last, Some("malformed_eap_tls"), "the 16 KiB cap ends it");
+}
+
+#[test]
+fn missing_acknowledgement_of_our_fragments() {
+    let r = rig(64, 10);
+    let (state, id) = r.start(None);
+    let mut peer = r.peer();
+    let start = packet::build(EapCode::Request, id, Some(method::TLS), &[0x20]);
+    let mut request = start;
+    // Feed the (fragmented) ClientHello until the server answers with data.
+    let eap = loop {
+        let PeerStep::Respond(resp) = peer.on_request(&request).expect("peer") else {
+            panic!("no response");
+        };
+        let Reply::Challenge { eap, .. } = r.send(&resp, Some(&state), None, Instant::now()) else {
+            panic!("no server flight");
+        };
+        if eap.len() > 6 {
+            break eap;
+        }
+        request = eap;
+    };
+    assert_eq!(eap[5] & FLAG_M, FLAG_M, "64-octet fragments: more follow");
+    // Data where an acknowledgement belongs.
+    let got = reason(r.send(
+        &tls_response(eap[1], &[0, 1, 2]),
+        Some(&state),
+        None,
+        Instant::now(),
+    ));
+    assert_eq!(got, "unexpected_message");
+}
+
+#[test]
+fn eap_framing_state_and_identifier_table() {
+    let r = rig(1000, 10);
+    let now = Instant::now();
+    // EAP Length disagreeing with the attribute data.
+    let mut eap = tls_response(8, &[0]);
+    eap[3] += 5;
+    assert_eq!(reason(r.send(&eap, None, None, now)), "malformed_eap");
+    // An EAP Request from a peer.
+    let req = packet::build(EapCode::Request, 1, Some(method::IDENTITY), b"x");
+    assert_eq!(reason(r.send(&req, None, None, now)), "malformed_eap");
+    // Unknown State, no State.
+    let resp = tls_response(8, &[0]);
+    assert_eq!(
+        reason(r.send(&resp, Some(&[9; 16]), None, now)),
+        "unknown_state"
+    );
+    assert_eq!(reason(r.send(&resp, None, None, now)), "no_state");
+    // Wrong Identifier: discarded, the conversation goes on.
+    let (state, id) = r.start(None);
+    let wrong = tls_response(id.wrapping_add(3), &[0]);
+    assert_eq!(
+        reason(r.send(&wrong, Some(&state), None, now)),
+        "wrong_eap_identifier"
+    );
+    let nak = packet::build(EapCode::Response, id, Some(method::NAK), &[method::PEAP]);
+    assert_eq!(reason(r.send(&nak, Some(&state), None, now)), "nak");
+    // Expired State.
+    let (state, id) = r.start(None);
+    let later = now + Duration::from_secs(31);
+    assert_eq!(
+        reason(r.send(&tls_response(id, &[0]), Some(&state), None, later)),
+        "unknown_state"
+    );
+    assert!(r.table.is_empty());
+}
+
+#[test]
+fn table_cap_sweep_and_station_replacement() {
+    let r = rig(1000, 2);
+    let (first, _) = r.start(Some("aa"));
+    let (second, _) = r.start(Some("aa"));
+    assert_eq!(
+        r.table.len(),
+        1,
+        "the station's new conversation replaced its old one"
+    );
+    assert!(r.table.take(&first, Instant::now()).is_none());
+    r.start(Some("bb"));
+    assert_eq!(r.table.len(), 2);
+    let id = packet::build(EapCode::Response, 1, Some(method::IDENTITY), b"x");
+    assert_eq!(
+        reason(r.send(&id, None, Some("cc"), Instant::now())),
+        "table_full"
+    );
+    // Running conversations continue while the table is full.
+    assert!(r.table.take(&second, Instant::now()).is_some_and(|c| {
+        r.table.put_back(c, true);
+        true
+    }));
+    assert_eq!(r.table.sweep(Instant::now() + Duration::from_secs(31)), 2);
+    assert!(r.table.is_empty());
+}
