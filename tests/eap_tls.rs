@@ -332,3 +332,53 @@ fn metrics_page_passes_promtool_after_eap() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn revocation_after_sighup_stops_full_and_resumed_authentications() {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = server(&lab, "", "");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let secret = Secret::new(common::SECRET.as_bytes());
+    let resuming = rust_supplicant(&lab, ALICE, Versions::Tls13, true);
+    let o = resuming
+        .authenticate(&socket, s.auth, &secret)
+        .await
+        .expect("conversation");
+    assert_eq!(o.code, certgate::radius::Code::AccessAccept);
+
+    lab.pki.revoke(ALICE).expect("revoke");
+    s.signal("HUP");
+    s.wait_log(
+        |v| v["message"] == "configuration reloaded",
+        Duration::from_secs(10),
+    )
+    .expect("reload");
+
+    // The ticket from before still resumes the TLS session, but the
+    // certificate restored from it is checked against the new CRL.
+    let o = resuming
+        .authenticate(&socket, s.auth, &secret)
+        .await
+        .expect("conversation");
+    assert_eq!(o.code, certgate::radius::Code::AccessReject);
+    let line = outcome(&s, "access rejected", 1);
+    assert!(
+        line["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("on resumption"),
+        "{line}"
+    );
+    let full = rust_supplicant(&lab, ALICE, Versions::Tls12, false);
+    let o = full
+        .authenticate(&socket, s.auth, &secret)
+        .await
+        .expect("conversation");
+    assert_eq!(o.code, certgate::radius::Code::AccessReject);
+    assert_eq!(
+        outcome(&s, "access rejected", 2)["reason"],
+        "certificate_rejected"
+    );
+}

@@ -163,7 +163,20 @@ impl Supplicant {
                         return Err(SupplicantError::Reply("EAP-Success in a challenge".into()));
                     }
                     Err(e) => {
-                        return Ok(self.outcome(Code::AccessReject, &ex, &peer, reply, Some(e)));
+                        // Like a real supplicant: acknowledge the server's
+                        // last message (often an alert) to hear its verdict.
+                        let id = reply.eap.get(1).copied().unwrap_or(0);
+                        let ack = crate::eap::packet::build(
+                            crate::eap::EapCode::Response,
+                            id,
+                            Some(crate::eap::packet::method::TLS),
+                            &crate::eap::tls_frag::ack(),
+                        );
+                        let request = ex.request(&ack);
+                        let last = self
+                            .round_trip(socket, server, &request, &mut ex, &mut buf)
+                            .await?;
+                        return Ok(self.outcome(last.code, &ex, &peer, last, Some(e)));
                     }
                 },
                 Code::AccessAccept => {
