@@ -4,6 +4,7 @@
 //! and the load generator run the same code as the server.
 
 pub mod authz;
+pub mod bench;
 pub mod config;
 pub mod dictionary;
 pub mod eap;

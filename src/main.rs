@@ -137,8 +137,12 @@ fn pki(action: PkiAction) -> ExitCode {
     }
 }
 
-/// Creates the demo PKI when absent and prints how to try it.
-fn prepare_demo(config: &std::path::Path, pki_dir: Option<PathBuf>) -> Result<(), String> {
+/// Creates the demo PKI when absent, prints how to try it, and returns the
+/// configuration overrides that point `[tls]` at it.
+fn prepare_demo(
+    config: &std::path::Path,
+    pki_dir: Option<PathBuf>,
+) -> Result<Vec<(String, config::Value)>, String> {
     let base = config.parent().unwrap_or(std::path::Path::new("."));
     let dir = pki_dir.unwrap_or_else(|| base.join("../demo/pki"));
     let pki = Pki::open(&dir);
@@ -166,7 +170,12 @@ fn prepare_demo(config: &std::path::Path, pki_dir: Option<PathBuf>) -> Result<()
         "try it from another terminal (Debian package eapoltest):\n  eapol_test -c {} -a 127.0.0.1 -p 1812 -s testing123\n",
         conf.display()
     );
-    Ok(())
+    Ok(vec![
+        ("tls.certificate".into(), abs("server.pem").into()),
+        ("tls.private_key".into(), abs("server.key").into()),
+        ("tls.ca".into(), vec![abs("ca.pem")].into()),
+        ("tls.crls".into(), vec![abs("crl.pem")].into()),
+    ])
 }
 
 fn main() -> ExitCode {
@@ -187,19 +196,19 @@ fn main() -> ExitCode {
             }
         },
         Command::Pki { action } => pki(action),
-        Command::Demo { config, pki } => {
-            if let Err(e) = prepare_demo(&config, pki) {
+        Command::Demo { config, pki } => match prepare_demo(&config, pki) {
+            Ok(overrides) => serve(&config, &overrides),
+            Err(e) => {
                 eprintln!("certgate demo: {e}");
-                return ExitCode::FAILURE;
+                ExitCode::FAILURE
             }
-            serve(&config)
-        }
-        Command::Serve { config } => serve(&config),
+        },
+        Command::Serve { config } => serve(&config, &[]),
     }
 }
 
-fn serve(config: &std::path::Path) -> ExitCode {
-    let config = match Config::load(config) {
+fn serve(config: &std::path::Path, overrides: &[(String, config::Value)]) -> ExitCode {
+    let config = match Config::load_with_overrides(config, overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");

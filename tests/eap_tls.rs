@@ -382,3 +382,61 @@ async fn revocation_after_sighup_stops_full_and_resumed_authentications() {
         "certificate_rejected"
     );
 }
+
+#[test]
+fn certgate_demo_serves_the_printed_eapol_test_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = dir.path().join("pki");
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/demo.toml");
+    let args = [
+        "demo".to_string(),
+        "--config".into(),
+        config.display().to_string(),
+        "--pki".into(),
+        pki.display().to_string(),
+    ];
+    let s = TestServer::spawn(
+        dir,
+        &args,
+        &[
+            ("CERTGATE_SERVER__AUTH_LISTEN", "127.0.0.1:0"),
+            ("CERTGATE_SERVER__ACCT_LISTEN", "127.0.0.1:0"),
+            ("CERTGATE_METRICS__LISTEN", "127.0.0.1:0"),
+            ("CERTGATE_LOG__FORMAT", "json"),
+        ],
+    );
+    let conf = pki.join("eapol_test.conf");
+    let (ok, out) = eapol_test(&conf, s.auth, "testing123", &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("MPPE keys OK: 1  mismatch: 0"), "{out}");
+    // The demo's users.toml puts alice in VLAN 20.
+    assert!(
+        out.contains("Value: 013230"),
+        "Tunnel-Private-Group-Id 1:20: {out}"
+    );
+}
+
+#[test]
+fn retransmitted_access_request_is_answered_from_the_cache_not_rerun() {
+    use certgate::supplicant::Exchange;
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = server(&lab, "", "");
+    let sock = common::udp();
+    let mut ex = Exchange::new(Secret::new(common::SECRET.as_bytes()), ALICE);
+    let identity = certgate::eap::packet::build(
+        certgate::eap::EapCode::Response,
+        1,
+        Some(certgate::eap::packet::method::IDENTITY),
+        ALICE.as_bytes(),
+    );
+    let request = ex.request(&identity);
+    let first = common::exchange(&sock, s.auth, &request, Duration::from_secs(5)).expect("reply");
+    let again = common::exchange(&sock, s.auth, &request, Duration::from_secs(5)).expect("reply");
+    assert_eq!(first, again, "byte-for-byte the cached Access-Challenge");
+    assert_eq!(
+        s.metric("certgate_duplicates_total{listener=\"auth\"}"),
+        1.0
+    );
+    assert_eq!(s.metric("certgate_eap_conversations_started_total"), 1.0);
+    assert_eq!(s.metric("certgate_eap_conversations_active"), 1.0);
+}

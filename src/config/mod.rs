@@ -136,6 +136,8 @@ fn yes() -> bool {
 pub struct Config {
     /// The file this came from, for reloads and messages.
     pub path: PathBuf,
+    /// Overrides given at start-up, applied again on reload.
+    pub overrides: Vec<(String, config::Value)>,
     pub server: ServerConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
@@ -246,6 +248,15 @@ impl Config {
     /// Reads, overrides from the environment, validates, and loads the
     /// dictionaries and secrets the file names.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with_overrides(path, &[])
+    }
+
+    /// `load`, with `(key, value)` pairs set last, above the file and the
+    /// environment (`certgate demo` points the TLS paths at its PKI).
+    pub fn load_with_overrides(
+        path: &Path,
+        overrides: &[(String, config::Value)],
+    ) -> Result<Config, ConfigError> {
         let read_err = |message: String| ConfigError::Read {
             path: path.to_path_buf(),
             message,
@@ -258,14 +269,22 @@ impl Config {
             .list_separator(",")
             .with_list_parse_key("server.auth_listen")
             .with_list_parse_key("server.acct_listen");
-        let raw: RawConfig = config::Config::builder()
+        let mut builder = config::Config::builder()
             .add_source(config::File::from_str(&text, config::FileFormat::Toml))
-            .add_source(env)
+            .add_source(env);
+        for (key, value) in overrides {
+            builder = builder
+                .set_override(key.as_str(), value.clone())
+                .map_err(|e| read_err(e.to_string()))?;
+        }
+        let raw: RawConfig = builder
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| read_err(e.to_string()))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::validate(raw, path, &base)
+        let mut config = Self::validate(raw, path, &base)?;
+        config.overrides = overrides.to_vec();
+        Ok(config)
     }
 
     fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError> {
@@ -438,6 +457,7 @@ impl Config {
         match (p.0.is_empty(), dictionary) {
             (true, Some(dictionary)) => Ok(Config {
                 path: path.to_path_buf(),
+                overrides: Vec::new(),
                 server: ServerConfig {
                     auth_listen,
                     acct_listen,

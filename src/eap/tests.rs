@@ -364,3 +364,38 @@ fn table_cap_sweep_and_station_replacement() {
     assert_eq!(r.table.sweep(Instant::now() + Duration::from_secs(31)), 2);
     assert!(r.table.is_empty());
 }
+
+#[test]
+fn framed_mtu_lowers_the_fragment_size() {
+    let r = rig(1000, 10);
+    let identity = packet::build(EapCode::Response, 1, Some(method::IDENTITY), b"alice");
+    let req = EapRequest {
+        eap: &identity,
+        state: None,
+        calling_station: None,
+        framed_mtu: Some(300),
+        nas: "nas",
+    };
+    let Handled::Done(Reply::Challenge { state, .. }) =
+        service::handle(&r.table, &r.tls.server, &r.settings, &req, Instant::now())
+    else {
+        panic!("no start");
+    };
+    let mut peer = r.peer();
+    let mut request = packet::build(EapCode::Request, 2, Some(method::TLS), &[0x20]);
+    let flight = loop {
+        let PeerStep::Respond(resp) = peer.on_request(&request).expect("peer") else {
+            panic!("no response");
+        };
+        let Reply::Challenge { eap, .. } = r.send(&resp, Some(&state), None, Instant::now()) else {
+            panic!("no server flight");
+        };
+        if eap.len() > 6 {
+            break eap;
+        }
+        request = eap;
+    };
+    // EAP header 5, flags 1, length 4, then at most 300 - 10 TLS octets.
+    assert_eq!(flight[5] & FLAG_M, FLAG_M, "the flight is split");
+    assert_eq!(flight.len(), 5 + 1 + 4 + 290);
+}

@@ -238,7 +238,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
 fn reload(shared: &Shared) {
     let current = shared.runtime.load();
     let path: &Path = &current.config.path;
-    match Config::load(path) {
+    match Config::load_with_overrides(path, &current.config.overrides) {
         Ok(new) => {
             let old = &current.config;
             if new.server.auth_listen != old.server.auth_listen

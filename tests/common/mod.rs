@@ -49,9 +49,20 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("certgate.toml");
         std::fs::write(&config, config_text(clients)).expect("write config");
+        let args = [
+            "serve".to_string(),
+            "--config".into(),
+            config.display().to_string(),
+        ];
+        Self::spawn(dir, &args, &[])
+    }
+
+    /// Runs the binary with `args` and extra environment, on ephemeral
+    /// ports the caller arranged; waits until it listens.
+    pub fn spawn(dir: tempfile::TempDir, args: &[String], env: &[(&str, &str)]) -> TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_certgate"))
-            .args(["serve", "--config"])
-            .arg(&config)
+            .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

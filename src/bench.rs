@@ -1,0 +1,241 @@
+//! The load generator's engine (`certgate-bench`): runs many concurrent
+//! EAP-TLS conversations or Status-Server probes against a server over UDP,
+//! bounded by count and/or duration, and reports throughput, latency
+//! percentiles, round trips, failures by reason, and CPU time per
+//! operation of the generator and (given its pid) of the server.
+//!
+//! Measurement only: it must not be used as a NAS in production.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+
+use crate::radius::Code;
+use crate::radius::crypto::Secret;
+use crate::supplicant::Supplicant;
+
+/// CPU time (user + system) of a process from /proc, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall, in clock ticks.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks())
+}
+
+/// Peak resident set size of a process from /proc, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn clock_ticks() -> f64 {
+    // USER_HZ is 100 on every Linux architecture we run on.
+    100.0
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub completed: u64,
+    pub failed: BTreeMap<String, u64>,
+    pub elapsed: Duration,
+    pub latencies: Vec<Duration>,
+    pub round_trips: u64,
+    pub resumed: u64,
+    pub generator_cpu: f64,
+    pub server_cpu: Option<f64>,
+    pub server_peak_rss_kib: Option<u64>,
+}
+
+impl Report {
+    pub fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut v = self.latencies.clone();
+        v.sort_unstable();
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v[i.min(v.len() - 1)]
+    }
+
+    pub fn throughput(&self) -> f64 {
+        self.completed as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let per_op = |cpu: f64| cpu * 1000.0 / (self.completed.max(1) as f64);
+        serde_json::json!({
+            "completed": self.completed,
+            "failed": self.failed,
+            "seconds": self.elapsed.as_secs_f64(),
+            "throughput_per_s": self.throughput(),
+            "latency_ms": {
+                "p50": ms(self.percentile(0.5)),
+                "p90": ms(self.percentile(0.9)),
+                "p99": ms(self.percentile(0.99)),
+                "max": ms(self.percentile(1.0)),
+            },
+            "round_trips_per_op": self.round_trips as f64 / self.completed.max(1) as f64,
+            "resumed": self.resumed,
+            "generator_cpu_ms_per_op": per_op(self.generator_cpu),
+            "server_cpu_ms_per_op": self.server_cpu.map(per_op),
+            "server_peak_rss_kib": self.server_peak_rss_kib,
+        })
+    }
+
+    pub fn table(&self) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let per_op = |cpu: f64| cpu * 1000.0 / (self.completed.max(1) as f64);
+        let mut s = format!(
+            "completed        {}\nfailed           {:?}\nseconds          {:.2}\nthroughput       {:.1}/s\n\
+             latency ms       p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}\n\
+             round trips/op   {:.2}\nresumed          {}\ngenerator CPU    {:.3} ms/op\n",
+            self.completed,
+            self.failed,
+            self.elapsed.as_secs_f64(),
+            self.throughput(),
+            ms(self.percentile(0.5)),
+            ms(self.percentile(0.9)),
+            ms(self.percentile(0.99)),
+            ms(self.percentile(1.0)),
+            self.round_trips as f64 / self.completed.max(1) as f64,
+            self.resumed,
+            per_op(self.generator_cpu),
+        );
+        if let Some(cpu) = self.server_cpu {
+            s.push_str(&format!("server CPU       {:.3} ms/op\n", per_op(cpu)));
+        }
+        if let Some(rss) = self.server_peak_rss_kib {
+            s.push_str(&format!(
+                "server peak RSS  {:.1} MiB\n",
+                rss as f64 / 1024.0
+            ));
+        }
+        s
+    }
+}
+
+/// What to run and for how long.
+#[derive(Clone)]
+pub struct Load {
+    pub target: SocketAddr,
+    pub secret: Secret,
+    pub concurrency: usize,
+    /// Stop after this many operations (all workers together)...
+    pub count: Option<u64>,
+    /// ...or after this long, whichever comes first.
+    pub duration: Option<Duration>,
+    pub server_pid: Option<u32>,
+}
+
+#[derive(Default)]
+struct Shared {
+    started: AtomicU64,
+}
+
+/// Full or resumed EAP-TLS conversations, one per operation.
+pub async fn eap_tls(load: &Load, supplicant: Supplicant) -> std::io::Result<Report> {
+    run(load, move |socket, load| {
+        let sup = supplicant.clone();
+        async move {
+            let started = Instant::now();
+            match sup.authenticate(&socket, load.target, &load.secret).await {
+                Ok(o) if o.code == Code::AccessAccept && o.mppe_keys_match => Op::Ok {
+                    latency: started.elapsed(),
+                    round_trips: o.round_trips,
+                    resumed: o.resumed,
+                },
+                Ok(o) if o.code == Code::AccessAccept => Op::Failed("mppe_keys_mismatch".into()),
+                Ok(o) => Op::Failed(format!("{:?}", o.code)),
+                Err(e) => Op::Failed(match e {
+                    crate::supplicant::SupplicantError::Timeout(_) => "timeout".into(),
+                    other => other.to_string(),
+                }),
+            }
+        }
+    })
+    .await
+}
+
+pub enum Op {
+    Ok {
+        latency: Duration,
+        round_trips: u32,
+        resumed: bool,
+    },
+    Failed(String),
+}
+
+async fn run<F, Fut>(load: &Load, op: F) -> std::io::Result<Report>
+where
+    F: Fn(Arc<UdpSocket>, Arc<Load>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Op> + Send,
+{
+    let shared = Arc::new(Shared::default());
+    let load = Arc::new(load.clone());
+    let op = Arc::new(op);
+    let me = std::process::id();
+    let cpu0 = cpu_seconds(me).unwrap_or(0.0);
+    let server0 = load.server_pid.and_then(cpu_seconds);
+    let start = Instant::now();
+    let deadline = load.duration.map(|d| start + d);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..load.concurrency.max(1) {
+        let socket = Arc::new(UdpSocket::bind(("127.0.0.1", 0)).await?);
+        let (shared, load, op) = (shared.clone(), load.clone(), op.clone());
+        tasks.spawn(async move {
+            let mut part = Report::default();
+            loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                let n = shared.started.fetch_add(1, Ordering::Relaxed);
+                if load.count.is_some_and(|c| n >= c) {
+                    break;
+                }
+                match op(socket.clone(), load.clone()).await {
+                    Op::Ok {
+                        latency,
+                        round_trips,
+                        resumed,
+                    } => {
+                        part.completed += 1;
+                        part.latencies.push(latency);
+                        part.round_trips += u64::from(round_trips);
+                        part.resumed += u64::from(resumed);
+                    }
+                    Op::Failed(reason) => *part.failed.entry(reason).or_default() += 1,
+                }
+            }
+            part
+        });
+    }
+    let mut report = Report::default();
+    while let Some(part) = tasks.join_next().await {
+        let Ok(part) = part else { continue };
+        report.completed += part.completed;
+        report.latencies.extend(part.latencies);
+        report.round_trips += part.round_trips;
+        report.resumed += part.resumed;
+        for (k, v) in part.failed {
+            *report.failed.entry(k).or_default() += v;
+        }
+    }
+    report.elapsed = start.elapsed();
+    report.generator_cpu = cpu_seconds(me).unwrap_or(0.0) - cpu0;
+    if let (Some(pid), Some(before)) = (load.server_pid, server0) {
+        report.server_cpu = cpu_seconds(pid).map(|after| after - before);
+        report.server_peak_rss_kib = peak_rss_kib(pid);
+    }
+    Ok(report)
+}

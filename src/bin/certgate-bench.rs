@@ -1,0 +1,155 @@
+//! `certgate-bench`: the load generator's command line. Everything it does
+//! lives in `certgate::bench`; this parses arguments and prints reports.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use certgate::bench::{self, Load};
+use certgate::radius::crypto::Secret;
+use certgate::supplicant::{Supplicant, Versions, client_config};
+
+#[derive(Parser)]
+#[command(name = "certgate-bench", about = "RADIUS load generator (EAP-TLS)")]
+struct Cli {
+    /// Server auth address.
+    #[arg(long, default_value = "127.0.0.1:1812")]
+    target: SocketAddr,
+    #[arg(long, default_value = "testing123")]
+    secret: String,
+    /// Conversations in flight at once.
+    #[arg(long, short = 'c', default_value_t = 8)]
+    concurrency: usize,
+    /// Stop after this many operations.
+    #[arg(long, short = 'n')]
+    count: Option<u64>,
+    /// Stop after this long (e.g. 10s); with neither, 10s.
+    #[arg(long, short = 'd')]
+    duration: Option<humantime::Duration>,
+    /// Operations run first and not counted.
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
+    /// The server's pid, to report its CPU time per operation.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Tls {
+    #[value(name = "1.2")]
+    V12,
+    #[value(name = "1.3")]
+    V13,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Whole EAP-TLS conversations with a client certificate from a PKI
+    /// directory made by `certgate pki`.
+    EapTls {
+        #[arg(long)]
+        pki: PathBuf,
+        /// Client name under PKI/clients.
+        #[arg(long, default_value = "alice@example.org")]
+        name: String,
+        #[arg(long, value_enum, default_value = "1.3")]
+        tls: Tls,
+        /// Resume TLS sessions (otherwise every handshake is full).
+        #[arg(long)]
+        resume: bool,
+        #[arg(long, default_value_t = 1000)]
+        fragment_size: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let duration = match (cli.duration, cli.count) {
+        (Some(d), _) => Some(Duration::from(d)),
+        (None, Some(_)) => None,
+        (None, None) => Some(Duration::from_secs(10)),
+    };
+    let load = Load {
+        target: cli.target,
+        secret: Secret::new(cli.secret.as_bytes()),
+        concurrency: cli.concurrency,
+        count: cli.count,
+        duration,
+        server_pid: cli.server_pid,
+    };
+    let result = rt.block_on(async {
+        match &cli.mode {
+            Mode::EapTls {
+                pki,
+                name,
+                tls,
+                resume,
+                fragment_size,
+            } => {
+                let versions = match tls {
+                    Tls::V12 => Versions::Tls12,
+                    Tls::V13 => Versions::Tls13,
+                };
+                let clients = pki.join("clients");
+                let config = client_config(
+                    &pki.join("ca.pem"),
+                    &clients.join(format!("{name}.pem")),
+                    &clients.join(format!("{name}.key")),
+                    versions,
+                    *resume,
+                )
+                .map_err(|e| e.to_string())?;
+                let mut sup = Supplicant::new(config, name);
+                sup.fragment_size = *fragment_size;
+                if cli.warmup > 0 {
+                    let warm = Load {
+                        count: Some(cli.warmup),
+                        duration: None,
+                        server_pid: None,
+                        ..load.clone()
+                    };
+                    bench::eap_tls(&warm, sup.clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                bench::eap_tls(&load, sup).await.map_err(|e| e.to_string())
+            }
+        }
+    });
+    match result {
+        Ok(report) => {
+            if cli.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.table());
+            }
+            if report.completed == 0 {
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("certgate-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
