@@ -146,7 +146,16 @@ struct Shared {
 /// Full or resumed EAP-TLS conversations, one per operation.
 pub async fn eap_tls(load: &Load, supplicant: Supplicant) -> std::io::Result<Report> {
     run(load, move |socket, load| {
-        let sup = supplicant.clone();
+        let mut sup = supplicant.clone();
+        // A station per conversation: one shared Calling-Station-Id would
+        // make each new conversation replace the others.
+        let mac: [u8; 6] = rand::random();
+        sup.calling_station = Some(
+            mac.iter()
+                .map(|b| format!("{b:02X}"))
+                .collect::<Vec<_>>()
+                .join("-"),
+        );
         async move {
             let started = Instant::now();
             match sup.authenticate(&socket, load.target, &load.secret).await {
