@@ -440,3 +440,100 @@ fn retransmitted_access_request_is_answered_from_the_cache_not_rerun() {
     assert_eq!(s.metric("certgate_eap_conversations_started_total"), 1.0);
     assert_eq!(s.metric("certgate_eap_conversations_active"), 1.0);
 }
+
+/// Drives one conversation by hand with the sans-I/O peer: `before_first`
+/// runs after the EAP-TLS Start, mid-conversation. Returns the final code
+/// and the server certificate the peer saw.
+fn conversation_with_pause(
+    lab: &Lab,
+    server: std::net::SocketAddr,
+    before_first: impl FnOnce(),
+) -> (certgate::radius::Code, Vec<u8>) {
+    use certgate::supplicant::{EapTlsPeer, Exchange, PeerStep};
+    let (cert, key) = lab.client_files(&lab.pki, ALICE);
+    let config = client_config(&lab.pki.path("ca.pem"), &cert, &key, Versions::Tls13, false)
+        .expect("client config");
+    let name = rustls::pki_types::ServerName::try_from("radius.example.org").expect("name");
+    let mut peer = EapTlsPeer::new(config, name, ALICE, 1000).expect("peer");
+    let mut ex = Exchange::new(Secret::new(common::SECRET.as_bytes()), ALICE);
+    let sock = common::udp();
+    let mut eap = peer.identity_response(1);
+    let mut pause = Some(before_first);
+    loop {
+        let request = ex.request(&eap);
+        let bytes =
+            common::exchange(&sock, server, &request, Duration::from_secs(5)).expect("reply");
+        let reply = ex.accept(&bytes).expect("valid reply").expect("ours");
+        if let Some(f) = pause.take() {
+            f();
+        }
+        match peer.on_request(&reply.eap) {
+            Ok(PeerStep::Respond(next))
+                if reply.code == certgate::radius::Code::AccessChallenge =>
+            {
+                eap = next
+            }
+            _ => {
+                let cert = peer.server_certificate().unwrap_or_default().to_vec();
+                return (reply.code, cert);
+            }
+        }
+    }
+}
+
+#[test]
+fn sighup_swaps_the_server_certificate_without_dropping_conversations() {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = server(&lab, "", "");
+    let old = std::fs::read_to_string(lab.pki.path("server.pem")).expect("pem");
+    let (code, seen) = conversation_with_pause(&lab, s.auth, || {
+        lab.pki
+            .issue_server("radius.example.org", KeyType::Rsa2048)
+            .expect("new server cert");
+        s.signal("HUP");
+        s.wait_log(
+            |v| v["message"] == "configuration reloaded",
+            Duration::from_secs(10),
+        )
+        .expect("reload");
+    });
+    assert_eq!(
+        code,
+        certgate::radius::Code::AccessAccept,
+        "conversation survived"
+    );
+    let old_der = rustls::pki_types::pem::PemObject::from_pem_slice(old.as_bytes())
+        .map(|c: rustls::pki_types::CertificateDer<'static>| c.to_vec())
+        .expect("der");
+    assert_eq!(
+        seen, old_der,
+        "it finished with the certificate it began with"
+    );
+    let (code, seen) = conversation_with_pause(&lab, s.auth, || {});
+    assert_eq!(code, certgate::radius::Code::AccessAccept);
+    assert_ne!(seen, old_der, "new conversations get the new certificate");
+}
+
+#[tokio::test]
+async fn crls_are_reread_periodically() {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = server(&lab, "", "crl_refresh = \"1s\"");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let secret = Secret::new(common::SECRET.as_bytes());
+    let sup = rust_supplicant(&lab, ALICE, Versions::Tls12, false);
+    let o = sup
+        .authenticate(&socket, s.auth, &secret)
+        .await
+        .expect("auth");
+    assert_eq!(o.code, certgate::radius::Code::AccessAccept);
+    lab.pki.revoke(ALICE).expect("revoke");
+    s.wait_log(|v| v["message"] == "CRLs reloaded", Duration::from_secs(10))
+        .expect("CRL refresh");
+    let o = sup
+        .authenticate(&socket, s.auth, &secret)
+        .await
+        .expect("auth");
+    assert_eq!(o.code, certgate::radius::Code::AccessReject);
+}

@@ -187,6 +187,11 @@ impl EapTlsPeer {
         self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
     }
 
+    /// The server's end-entity certificate, once received.
+    pub fn server_certificate(&self) -> Option<&[u8]> {
+        self.conn.peer_certificates()?.first().map(|c| c.as_ref())
+    }
+
     pub fn protocol_version(&self) -> Option<ProtocolVersion> {
         self.conn.protocol_version()
     }
