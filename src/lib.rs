@@ -3,6 +3,7 @@
 //! The library holds everything; `main.rs` is only the command line, so tests
 //! and the load generator run the same code as the server.
 
+pub mod accounting;
 pub mod authz;
 pub mod bench;
 pub mod config;

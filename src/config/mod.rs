@@ -18,6 +18,7 @@ use thiserror::Error;
 use crate::dictionary::Dictionary;
 use crate::radius::crypto::Secret;
 
+mod accounting;
 mod eap;
 
 pub use eap::{EapConfig, load_crls};
@@ -52,6 +53,8 @@ struct RawConfig {
     tls: eap::RawTls,
     #[serde(default)]
     authz: eap::RawAuthz,
+    #[serde(default)]
+    accounting: accounting::RawAccounting,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +148,8 @@ pub struct Config {
     pub dictionary: Arc<Dictionary>,
     /// EAP-TLS; None when `[tls]` names no certificate.
     pub eap: Option<Arc<EapConfig>>,
+    /// Accounting; None when `[accounting]` names no journal directory.
+    pub accounting: Option<crate::accounting::AccountingConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -454,6 +459,8 @@ impl Config {
             &raw.authz,
         );
 
+        let accounting = accounting::validate(&mut p, base, &raw.accounting);
+
         match (p.0.is_empty(), dictionary) {
             (true, Some(dictionary)) => Ok(Config {
                 path: path.to_path_buf(),
@@ -479,6 +486,7 @@ impl Config {
                 clients,
                 dictionary: Arc::new(dictionary),
                 eap: eap.map(Arc::new),
+                accounting,
             }),
             _ => Err(ConfigError::Invalid {
                 path: path.to_path_buf(),

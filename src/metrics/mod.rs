@@ -5,8 +5,10 @@
 //! reason — never a user, a MAC address or a source address. This module
 //! must not make decisions; it only counts what others decided.
 
+mod accounting;
 mod eap;
 
+pub use accounting::AccountingMetrics;
 pub use eap::EapMetrics;
 
 use std::net::SocketAddr;
@@ -34,7 +36,6 @@ pub enum MetricsError {
 }
 
 /// Every metric family, registered once.
-#[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
     pub requests: IntCounterVec,
@@ -48,6 +49,7 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub scrape_duration: Histogram,
     pub eap: EapMetrics,
+    pub accounting: Arc<AccountingMetrics>,
 }
 
 impl Metrics {
@@ -133,6 +135,7 @@ impl Metrics {
             registry.register(c)?;
         }
         let eap = EapMetrics::register(&registry)?;
+        let accounting = Arc::new(AccountingMetrics::register(&registry)?);
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -149,6 +152,7 @@ impl Metrics {
             build_info,
             scrape_duration,
             eap,
+            accounting,
         }))
     }
 
@@ -172,24 +176,37 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
         .map_err(|source| MetricsError::Bind { addr, source })
 }
 
-/// Serves `GET /metrics` until the task is dropped.
+/// Renders `/sessions` for a query string (accounting's live sessions).
+pub type SessionsPage = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// Serves `GET /metrics` (and `GET /sessions` when accounting is on) until
+/// the task is dropped.
 ///
 /// A hand-written HTTP/1.1 responder: the endpoint answers one GET with no
 /// body and closes, which does not justify hyper's build cost on our 2-core
 /// builders. Requests are capped at 8 KiB and 5 seconds.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, sessions: Option<SessionsPage>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let metrics = metrics.clone();
+        let sessions = sessions.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, &metrics)).await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                answer(stream, &metrics, sessions.as_ref()),
+            )
+            .await;
         });
     }
 }
 
-async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    metrics: &Metrics,
+    sessions: Option<&SessionsPage>,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; 8192];
     let mut len = 0;
     while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
@@ -219,6 +236,23 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
                 &metrics.render(),
             )
             .await
+        }
+        (Some("GET"), Some(path)) if path == "/sessions" || path.starts_with("/sessions?") => {
+            match sessions {
+                Some(page) => {
+                    let query = path.split_once('?').map_or("", |(_, q)| q);
+                    respond(&mut stream, "200 OK", "application/json", &page(query)).await
+                }
+                None => {
+                    respond(
+                        &mut stream,
+                        "404 Not Found",
+                        "text/plain",
+                        "accounting is not configured\n",
+                    )
+                    .await
+                }
+            }
         }
         (Some("GET"), Some(_)) => {
             respond(&mut stream, "404 Not Found", "text/plain", "not found\n").await

@@ -15,10 +15,10 @@ use tokio::sync::watch;
 use crate::radius::{Code, MAX_LEN};
 
 use super::droplog::Permit;
-use super::eap_auth;
 use super::handler::{self, Response};
 use super::pipeline::{self, Admission, DropReason, Listener, Request};
 use super::{ServerError, Shared};
+use super::{acct, eap_auth};
 
 /// Binds a UDP socket with the requested receive buffer. Linux caps the
 /// buffer at net.core.rmem_max; a smaller result is logged, not fatal.
@@ -201,7 +201,12 @@ async fn process(socket: &UdpSocket, shared: &Shared, request: Request) {
         {
             eap_auth::respond(shared, eap, tls, &request).await
         }
-        _ => handler::respond(&request),
+        _ => match (&shared.accounting, request.listener, request.code()) {
+            (Some(acct), Listener::Acct, Code::AccountingRequest) => {
+                acct::respond(acct, &runtime.config.dictionary, &request).await
+            }
+            _ => handler::respond(&request),
+        },
     };
     match response {
         Response::Reply {

@@ -5,6 +5,7 @@
 //! Wiring and lifecycle only; packet decisions live in `pipeline` (sans-I/O)
 //! and `handler`.
 
+mod acct;
 pub mod clients;
 pub mod dedup;
 mod droplog;
@@ -24,6 +25,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::accounting::Accounting;
 use crate::config::{Config, load_crls};
 use crate::eap::table::ConversationTable;
 use crate::metrics::{self, Metrics, MetricsError};
@@ -82,6 +84,9 @@ pub struct Shared {
     pub in_flight: Arc<Semaphore>,
     pub conversations: ConversationTable,
     pub sessions: Arc<SessionStore>,
+    /// Accounting storage; fixed at start (the journal directory needs a
+    /// restart to change).
+    pub accounting: Option<Arc<Accounting>>,
     drop_log: droplog::DropLog,
 }
 
@@ -113,6 +118,13 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             sockets.push((listener, Arc::new(socket)));
         }
     }
+    let accounting = config
+        .accounting
+        .clone()
+        .map(|a| Arc::new(Accounting::start(a, metrics.accounting.clone())));
+    let sessions_page: Option<metrics::SessionsPage> = accounting
+        .clone()
+        .map(|a| Arc::new(move |query: &str| a.sessions_json(query)) as metrics::SessionsPage);
     let metrics_task = match metrics_listen {
         Some(addr) => {
             let l = metrics::bind(addr).await?;
@@ -120,7 +132,11 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
                 .local_addr()
                 .map_err(|source| ServerError::Bind { addr, source })?;
             tracing::info!(listener = "metrics", address = %local, "listening");
-            Some(tokio::spawn(metrics::serve(l, metrics.clone())))
+            Some(tokio::spawn(metrics::serve(
+                l,
+                metrics.clone(),
+                sessions_page,
+            )))
         }
         None => None,
     };
@@ -153,6 +169,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         runtime: ArcSwap::from_pointee(runtime),
         conversations: ConversationTable::new(eap_cap, eap_idle),
         sessions,
+        accounting: accounting.clone(),
         dedup: DedupCache::new(
             server.duplicate_cache_lifetime,
             server.duplicate_cache_entries,
@@ -186,6 +203,9 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
                 m.expired.inc_by(expired as u64);
                 m.active.set(shared.conversations.len() as i64);
                 m.tls_sessions.set(shared.sessions.sweep(now) as i64);
+                if let Some(a) = &shared.accounting {
+                    a.sweep();
+                }
             }
         })
     };

@@ -49,6 +49,8 @@ pub enum DropReason {
     AccountingNotEnabled,
     /// An EAP response the conversation discards (RFC 3748 §4.1).
     EapDiscarded,
+    /// The journal could not store the record: no acknowledgement.
+    AccountingNotStored,
 }
 
 impl DropReason {
@@ -67,12 +69,13 @@ impl DropReason {
             DropReason::Overload => "overload",
             DropReason::AccountingNotEnabled => "accounting_not_enabled",
             DropReason::EapDiscarded => "eap_discarded",
+            DropReason::AccountingNotStored => "accounting_not_stored",
         }
     }
 
     /// Every label value, so the metric families can be pre-populated and
     /// dashboards see zeros rather than missing series.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::UnknownClient,
         DropReason::Malformed(DecodeError::ShortDatagram(0)),
         DropReason::UnsupportedCode,
@@ -84,6 +87,7 @@ impl DropReason {
         DropReason::Overload,
         DropReason::AccountingNotEnabled,
         DropReason::EapDiscarded,
+        DropReason::AccountingNotStored,
     ];
 }
 

@@ -1,0 +1,334 @@
+//! The durable accounting journal: append-only JSON Lines files in one
+//! directory, written by one thread with group commit — every batch of
+//! waiting records is written and `fdatasync`ed once, and only then is each
+//! record's writer told it is on disk (RFC 2866 §2: no storage, no
+//! Accounting-Response).
+//!
+//! Files rotate by size and age; names (`acct-YYYYMMDDTHHMMSSZ-NNNNNN.jsonl`)
+//! sort in write order. On start a torn last line (a crash mid-write) is cut
+//! off. A write or sync failure fails the whole batch, trims the file back
+//! to where the batch began, and the next batch tries again (a new file if
+//! need be): nothing acknowledged is ever lost, nothing unacknowledged is
+//! reported stored.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+use crate::metrics::AccountingMetrics;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum JournalError {
+    #[error("journal {kind}: {message}")]
+    Io { kind: &'static str, message: String },
+    #[error("journal writer has stopped")]
+    Stopped,
+}
+
+impl JournalError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JournalError::Io { kind, .. } => kind,
+            JournalError::Stopped => "stopped",
+        }
+    }
+
+    fn io(e: &std::io::Error, what: &str) -> Self {
+        let kind = match e.kind() {
+            ErrorKind::StorageFull => "no_space",
+            ErrorKind::ReadOnlyFilesystem => "read_only",
+            ErrorKind::PermissionDenied => "permission",
+            // create_dir_all on a path that is a file reports AlreadyExists.
+            ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::AlreadyExists => {
+                "no_directory"
+            }
+            _ => "io",
+        };
+        JournalError::Io {
+            kind,
+            message: format!("{what}: {e}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalConfig {
+    pub dir: PathBuf,
+    pub rotate_bytes: u64,
+    pub rotate_interval: Duration,
+}
+
+struct Entry {
+    line: Vec<u8>,
+    done: oneshot::Sender<Result<(), JournalError>>,
+}
+
+/// The handle requests append through; cheap to share.
+pub struct Journal {
+    tx: mpsc::Sender<Entry>,
+}
+
+/// Most records and octets in one batch.
+const BATCH_RECORDS: usize = 8192;
+const BATCH_BYTES: usize = 8 << 20;
+
+impl Journal {
+    /// Starts the writer thread. Files are opened lazily, so a missing or
+    /// unwritable directory fails appends (and is retried), not start-up.
+    pub fn start(config: JournalConfig, metrics: Arc<AccountingMetrics>) -> Journal {
+        let (tx, rx) = mpsc::channel::<Entry>();
+        let spawned = std::thread::Builder::new()
+            .name("certgate-journal".into())
+            .spawn(move || Writer::new(config, metrics).run(rx));
+        if let Err(e) = spawned {
+            // Without the thread every append reports Stopped: no false acks.
+            tracing::error!(error = %e, "cannot start the journal writer");
+        }
+        Journal { tx }
+    }
+
+    /// Appends one JSON line (without its newline); resolves once it is on
+    /// disk.
+    pub async fn append(&self, mut line: Vec<u8>) -> Result<(), JournalError> {
+        line.push(b'\n');
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Entry { line, done })
+            .map_err(|_| JournalError::Stopped)?;
+        wait.await.map_err(|_| JournalError::Stopped)?
+    }
+}
+
+struct Open {
+    file: File,
+    path: PathBuf,
+    len: u64,
+    opened: Instant,
+}
+
+struct Writer {
+    config: JournalConfig,
+    metrics: Arc<AccountingMetrics>,
+    open: Option<Open>,
+    seq: u64,
+}
+
+impl Writer {
+    fn new(config: JournalConfig, metrics: Arc<AccountingMetrics>) -> Self {
+        Writer {
+            config,
+            metrics,
+            open: None,
+            seq: 0,
+        }
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Entry>) {
+        let mut buf = Vec::with_capacity(1 << 20);
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            let mut bytes = batch[0].line.len();
+            while batch.len() < BATCH_RECORDS && bytes < BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(e) => {
+                        bytes += e.line.len();
+                        batch.push(e);
+                    }
+                    Err(_) => break,
+                }
+            }
+            buf.clear();
+            for e in &batch {
+                buf.extend_from_slice(&e.line);
+            }
+            let result = self.write(&buf);
+            match &result {
+                Ok(()) => self.metrics.batch_records.observe(batch.len() as f64),
+                Err(e) => {
+                    self.metrics
+                        .journal_errors
+                        .with_label_values(&[e.kind()])
+                        .inc();
+                    tracing::error!(error = %e, records = batch.len(), "journal write failed; no Accounting-Response for these records");
+                }
+            }
+            for e in batch {
+                let _ = e.done.send(result.clone());
+            }
+        }
+        if let Some(open) = self.open.take() {
+            let _ = open.file.sync_all();
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<(), JournalError> {
+        let rotate = self.open.as_ref().is_some_and(|o| {
+            o.len + data.len() as u64 > self.config.rotate_bytes && o.len > 0
+                || o.opened.elapsed() >= self.config.rotate_interval
+        });
+        if rotate {
+            if let Some(o) = self.open.take() {
+                let _ = o.file.sync_all();
+                tracing::info!(file = %o.path.display(), octets = o.len, "journal file rotated");
+            }
+        }
+        if self.open.is_none() {
+            self.open = Some(self.open_new()?);
+        }
+        let Some(open) = self.open.as_mut() else {
+            return Err(JournalError::Stopped);
+        };
+        let started = Instant::now();
+        let result = open
+            .file
+            .write_all(data)
+            .map_err(|e| JournalError::io(&e, "write"))
+            .and_then(|()| {
+                open.file
+                    .sync_data()
+                    .map_err(|e| JournalError::io(&e, "fdatasync"))
+            });
+        match result {
+            Ok(()) => {
+                open.len += data.len() as u64;
+                self.metrics
+                    .fsync_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(())
+            }
+            Err(e) => {
+                // Trim what this batch may have left; if even that fails, the
+                // file's tail is unknown: start a new file next time.
+                let trimmed = open
+                    .file
+                    .set_len(open.len)
+                    .and_then(|()| open.file.sync_all());
+                if trimmed.is_err() {
+                    self.open = None;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn open_new(&mut self) -> Result<Open, JournalError> {
+        let dir = &self.config.dir;
+        std::fs::create_dir_all(dir).map_err(|e| JournalError::io(&e, "create directory"))?;
+        let now = time::OffsetDateTime::now_utc();
+        loop {
+            self.seq += 1;
+            let name = format!(
+                "acct-{:04}{:02}{:02}T{:02}{:02}{:02}Z-{:06}.jsonl",
+                now.year(),
+                u8::from(now.month()),
+                now.day(),
+                now.hour(),
+                now.minute(),
+                now.second(),
+                self.seq
+            );
+            let path = dir.join(name);
+            match OpenOptions::new().append(true).create_new(true).open(&path) {
+                Ok(file) => {
+                    // The new directory entry must survive a crash too.
+                    File::open(dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|e| JournalError::io(&e, "sync directory"))?;
+                    tracing::info!(file = %path.display(), "journal file opened");
+                    return Ok(Open {
+                        file,
+                        path,
+                        len: 0,
+                        opened: Instant::now(),
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(JournalError::io(&e, "create file")),
+            }
+        }
+    }
+}
+
+/// Journal files in write order.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("acct-") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Cuts a torn tail off the newest journal file: anything after the last
+/// newline, and trailing lines that are not JSON (a crash can leave zeros).
+/// Returns the number of octets removed.
+pub fn repair(dir: &Path) -> Result<u64, JournalError> {
+    let Some(last) = files(dir).pop() else {
+        return Ok(0);
+    };
+    let data = std::fs::read(&last).map_err(|e| JournalError::io(&e, "read"))?;
+    let mut keep = data.len();
+    loop {
+        let body = &data[..keep];
+        let end = if body.ends_with(b"\n") {
+            let line_start = body[..body.len() - 1]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            if serde_json::from_slice::<serde_json::Value>(&body[line_start..]).is_ok() {
+                break;
+            }
+            line_start
+        } else {
+            body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+        };
+        if end == keep {
+            break;
+        }
+        keep = end;
+    }
+    let removed = (data.len() - keep) as u64;
+    if removed > 0 {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&last)
+            .map_err(|e| JournalError::io(&e, "open for repair"))?;
+        f.set_len(keep as u64)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| JournalError::io(&e, "truncate"))?;
+        tracing::warn!(file = %last.display(), octets = removed, "journal: cut a torn last line");
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repair_cuts_torn_and_garbage_tails_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("acct-20260101T000000Z-000001.jsonl");
+        std::fs::write(&f, b"{\"a\":1}\n{\"b\":2}\n{\"c\":").expect("write");
+        assert_eq!(repair(dir.path()).expect("repair"), 5);
+        assert_eq!(std::fs::read(&f).expect("read"), b"{\"a\":1}\n{\"b\":2}\n");
+        std::fs::write(&f, b"{\"a\":1}\n\0\0\0\0\n").expect("write");
+        assert_eq!(repair(dir.path()).expect("repair"), 5);
+        assert_eq!(repair(dir.path()).expect("repair"), 0, "a clean file stays");
+        assert_eq!(std::fs::read(&f).expect("read"), b"{\"a\":1}\n");
+    }
+}

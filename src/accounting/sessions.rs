@@ -1,0 +1,277 @@
+//! Live sessions from accounting records: Start creates, Interim-Update
+//! updates (creating when the Start was missed), Stop removes, and
+//! Accounting-On/Off from a NAS clears that NAS's sessions; sessions silent
+//! past the timeout expire. Keyed by (NAS client, Acct-Session-Id).
+//!
+//! Sans-I/O: records and times in, changes and counter deltas out, so the
+//! same code serves live traffic and the replay of the journal on start.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::record::{Record, Status};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Session {
+    pub client: String,
+    pub session_id: String,
+    pub user: Option<String>,
+    pub nas_ip: Option<String>,
+    pub calling_station: Option<String>,
+    pub called_station: Option<String>,
+    pub framed_ip: Option<String>,
+    pub class: Option<String>,
+    /// The authorization group, when Class is `group=NAME`.
+    pub group: Option<String>,
+    pub started: i64,
+    pub updated: i64,
+    pub session_time: u32,
+    pub input_octets: u64,
+    pub output_octets: u64,
+    pub input_packets: u64,
+    pub output_packets: u64,
+}
+
+/// Counter increases a record brought (never negative: a NAS that resets
+/// its counters is taken from zero).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deltas {
+    pub input_octets: u64,
+    pub output_octets: u64,
+    pub input_packets: u64,
+    pub output_packets: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Started,
+    Updated,
+    /// Removed at Stop, with its duration in seconds.
+    Stopped {
+        duration: u32,
+    },
+    /// Accounting-On/Off cleared this many sessions of the NAS.
+    Cleared(usize),
+    /// No session id, unknown status, or the table is full.
+    Ignored,
+}
+
+#[derive(Debug, Default)]
+pub struct Sessions {
+    map: HashMap<(String, String), Session>,
+    max: usize,
+}
+
+fn group_of(class: Option<&str>) -> Option<String> {
+    class?.strip_prefix("group=").map(str::to_string)
+}
+
+fn delta(new: Option<u64>, old: u64) -> u64 {
+    match new {
+        Some(n) if n >= old => n - old,
+        Some(n) => n,
+        None => 0,
+    }
+}
+
+impl Sessions {
+    pub fn new(max: usize) -> Self {
+        Sessions {
+            map: HashMap::new(),
+            max,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn apply(&mut self, r: &Record) -> (Change, Deltas) {
+        let status = match r.status {
+            Some(s) => s,
+            None => return (Change::Ignored, Deltas::default()),
+        };
+        if matches!(status, Status::AccountingOn | Status::AccountingOff) {
+            let before = self.map.len();
+            self.map.retain(|(client, _), _| client != &r.client);
+            return (Change::Cleared(before - self.map.len()), Deltas::default());
+        }
+        let Some(id) = r.session_id.clone() else {
+            return (Change::Ignored, Deltas::default());
+        };
+        let key = (r.client.clone(), id);
+        let old = self.map.get(&key);
+        let d = Deltas {
+            input_octets: delta(r.input_octets, old.map_or(0, |s| s.input_octets)),
+            output_octets: delta(r.output_octets, old.map_or(0, |s| s.output_octets)),
+            input_packets: delta(
+                r.input_packets.map(u64::from),
+                old.map_or(0, |s| s.input_packets),
+            ),
+            output_packets: delta(
+                r.output_packets.map(u64::from),
+                old.map_or(0, |s| s.output_packets),
+            ),
+        };
+        match status {
+            Status::Stop => {
+                let removed = self.map.remove(&key);
+                let duration = r.session_time.unwrap_or_else(|| {
+                    removed.map_or(0, |s| u32::try_from(r.unix - s.started).unwrap_or(0))
+                });
+                (Change::Stopped { duration }, d)
+            }
+            Status::Start | Status::InterimUpdate => {
+                let exists = self.map.contains_key(&key);
+                if !exists && self.map.len() >= self.max {
+                    return (Change::Ignored, d);
+                }
+                let s = self.map.entry(key.clone()).or_insert_with(|| Session {
+                    client: r.client.clone(),
+                    session_id: key.1.clone(),
+                    user: None,
+                    nas_ip: None,
+                    calling_station: None,
+                    called_station: None,
+                    framed_ip: None,
+                    class: None,
+                    group: None,
+                    started: r.unix - i64::from(r.session_time.unwrap_or(0)),
+                    updated: r.unix,
+                    session_time: 0,
+                    input_octets: 0,
+                    output_octets: 0,
+                    input_packets: 0,
+                    output_packets: 0,
+                });
+                s.updated = r.unix;
+                let keep = |slot: &mut Option<String>, v: &Option<String>| {
+                    if v.is_some() {
+                        slot.clone_from(v);
+                    }
+                };
+                keep(&mut s.user, &r.user);
+                keep(&mut s.nas_ip, &r.nas_ip);
+                keep(&mut s.calling_station, &r.calling_station);
+                keep(&mut s.called_station, &r.called_station);
+                keep(&mut s.framed_ip, &r.framed_ip);
+                keep(&mut s.class, &r.class);
+                s.group = group_of(s.class.as_deref());
+                s.session_time = r.session_time.unwrap_or(s.session_time);
+                s.input_octets = r.input_octets.unwrap_or(s.input_octets);
+                s.output_octets = r.output_octets.unwrap_or(s.output_octets);
+                s.input_packets = r.input_packets.map_or(s.input_packets, u64::from);
+                s.output_packets = r.output_packets.map_or(s.output_packets, u64::from);
+                (
+                    if exists {
+                        Change::Updated
+                    } else {
+                        Change::Started
+                    },
+                    d,
+                )
+            }
+            _ => (Change::Ignored, d),
+        }
+    }
+
+    /// Removes sessions not updated for `timeout_secs`; returns them.
+    pub fn expire(&mut self, now_unix: i64, timeout_secs: i64) -> Vec<Session> {
+        let mut gone = Vec::new();
+        self.map.retain(|_, s| {
+            let keep = now_unix - s.updated <= timeout_secs;
+            if !keep {
+                gone.push(s.clone());
+            }
+            keep
+        });
+        gone
+    }
+
+    /// Sessions by user and/or NAS client name.
+    pub fn query(&self, user: Option<&str>, nas: Option<&str>) -> Vec<&Session> {
+        let mut v: Vec<&Session> = self
+            .map
+            .values()
+            .filter(|s| user.is_none_or(|u| s.user.as_deref() == Some(u)))
+            .filter(|s| nas.is_none_or(|n| s.client == n))
+            .collect();
+        v.sort_by(|a, b| (&a.client, &a.session_id).cmp(&(&b.client, &b.session_id)));
+        v
+    }
+
+    /// Active sessions by NAS client and by group.
+    pub fn counts(&self) -> (HashMap<String, i64>, HashMap<String, i64>) {
+        let mut by_client = HashMap::new();
+        let mut by_group = HashMap::new();
+        for s in self.map.values() {
+            *by_client.entry(s.client.clone()).or_default() += 1;
+            if let Some(g) = &s.group {
+                *by_group.entry(g.clone()).or_default() += 1;
+            }
+        }
+        (by_client, by_group)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Map;
+
+    fn rec(client: &str, status: Status, id: &str, unix: i64, octets: Option<u64>) -> Record {
+        Record {
+            time: String::new(),
+            unix,
+            client: client.into(),
+            status: Some(status),
+            session_id: Some(id.into()),
+            user: Some("alice".into()),
+            nas_ip: None,
+            nas_identifier: None,
+            calling_station: None,
+            called_station: None,
+            framed_ip: None,
+            class: Some("group=staff".into()),
+            session_time: None,
+            input_octets: octets,
+            output_octets: None,
+            input_packets: None,
+            output_packets: None,
+            terminate_cause: None,
+            delay_time: None,
+            probable_duplicate: false,
+            attributes: Map::new(),
+        }
+    }
+
+    #[test]
+    fn lifecycle_deltas_clear_and_expiry() {
+        let mut s = Sessions::new(10);
+        let (c, d) = s.apply(&rec("nas", Status::Start, "1", 100, None));
+        assert_eq!((c, d), (Change::Started, Deltas::default()));
+        let (c, d) = s.apply(&rec("nas", Status::InterimUpdate, "1", 160, Some(1000)));
+        assert_eq!(c, Change::Updated);
+        assert_eq!(d.input_octets, 1000);
+        let (_, d) = s.apply(&rec("nas", Status::InterimUpdate, "1", 220, Some(1500)));
+        assert_eq!(d.input_octets, 500);
+        assert_eq!(s.counts().1["staff"], 1);
+        let (c, d) = s.apply(&rec("nas", Status::Stop, "1", 250, Some(1600)));
+        assert_eq!(c, Change::Stopped { duration: 150 });
+        assert_eq!(d.input_octets, 100);
+        assert!(s.is_empty());
+
+        s.apply(&rec("nas", Status::InterimUpdate, "2", 300, None));
+        s.apply(&rec("other", Status::Start, "3", 300, None));
+        let (c, _) = s.apply(&rec("nas", Status::AccountingOn, "x", 310, None));
+        assert_eq!(c, Change::Cleared(1));
+        assert_eq!(s.query(None, Some("other")).len(), 1);
+        assert_eq!(s.expire(400, 60).len(), 1);
+        assert!(s.is_empty());
+    }
+}

@@ -1,0 +1,39 @@
+//! Accounting-Requests: store, then acknowledge. The Accounting-Response
+//! goes out only after the journal confirms the record is on disk; when it
+//! cannot, the request is dropped (counted `accounting_not_stored`) and the
+//! NAS retransmits.
+//!
+//! Glue only: decoding, storage and sessions live in `accounting`.
+
+use crate::accounting::Accounting;
+use crate::dictionary::Dictionary;
+use crate::radius::{Code, PacketBuilder};
+
+use super::handler::Response;
+use super::pipeline::{DropReason, Request};
+
+pub async fn respond(accounting: &Accounting, dict: &Dictionary, request: &Request) -> Response {
+    let packet = match request.packet() {
+        Ok(p) => p,
+        Err(e) => return Response::Drop(DropReason::Malformed(e)),
+    };
+    match accounting.record(&packet, &request.client.name, dict).await {
+        Ok(record) => {
+            tracing::debug!(
+                client = %request.client.name,
+                status = record.status.map_or("none", |s| s.label()),
+                session = record.session_id.as_deref().unwrap_or(""),
+                probable_duplicate = record.probable_duplicate,
+                "accounting stored"
+            );
+            let bytes = PacketBuilder::new(Code::AccountingResponse, request.identifier(), true)
+                .finish_response(packet.authenticator(), &request.client.secret);
+            Response::Reply {
+                code: Code::AccountingResponse,
+                bytes,
+                outcome: None,
+            }
+        }
+        Err(_) => Response::Drop(DropReason::AccountingNotStored),
+    }
+}
