@@ -248,3 +248,64 @@ where
     }
     Ok(report)
 }
+
+/// One Accounting-Request round trip per operation: a Start, Interim-Update
+/// and Stop mix over unique session ids.
+pub async fn acct(load: &Load) -> std::io::Result<Report> {
+    let counter = Arc::new(AtomicU64::new(0));
+    run(load, move |socket, load| {
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        async move {
+            let status = [1u32, 3, 2][(n % 3) as usize];
+            let session = format!("bench-{}-{}", std::process::id(), n / 3);
+            let mut b = crate::radius::PacketBuilder::new(Code::AccountingRequest, n as u8, false);
+            let built = b
+                .push_u32(40, status)
+                .and_then(|b| b.push(44, session.as_bytes()))
+                .and_then(|b| b.push(1, b"bench@example.org"))
+                .and_then(|b| b.push(4, &[127, 0, 0, 1]))
+                .and_then(|b| b.push_u32(42, (n as u32).wrapping_mul(1000)))
+                .and_then(|b| b.push_u32(43, (n as u32).wrapping_mul(3000)))
+                .and_then(|b| b.push_u32(46, 60));
+            if built.is_err() {
+                return Op::Failed("build".into());
+            }
+            let request = b.finish_accounting_request(&load.secret);
+            let ra: [u8; 16] = match request[4..20].try_into() {
+                Ok(a) => a,
+                Err(_) => return Op::Failed("build".into()),
+            };
+            let started = Instant::now();
+            let mut buf = [0u8; 4096];
+            for _ in 0..3 {
+                if socket.send_to(&request, load.target).await.is_err() {
+                    return Op::Failed("send".into());
+                }
+                let got =
+                    tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buf)).await;
+                if let Ok(Ok((len, _))) = got {
+                    let Ok(reply) = crate::radius::Packet::decode(&buf[..len]) else {
+                        return Op::Failed("malformed reply".into());
+                    };
+                    if reply.identifier() != request[1] {
+                        continue;
+                    }
+                    if !crate::radius::crypto::verify_response_authenticator(
+                        &reply,
+                        &ra,
+                        &load.secret,
+                    ) {
+                        return Op::Failed("bad response authenticator".into());
+                    }
+                    return Op::Ok {
+                        latency: started.elapsed(),
+                        round_trips: 1,
+                        resumed: false,
+                    };
+                }
+            }
+            Op::Failed("timeout".into())
+        }
+    })
+    .await
+}

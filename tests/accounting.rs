@@ -279,6 +279,11 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         .iter()
         .filter_map(|r| r["session_id"].as_str().map(str::to_string))
         .collect();
+    let files = std::fs::read_dir(journal.path()).expect("dir").count();
+    assert!(
+        files >= 2,
+        "rotate_size = 20000 rotated the journal ({files} files)"
+    );
     let missing: Vec<&String> = acked.difference(&stored).collect();
     assert!(
         missing.is_empty(),

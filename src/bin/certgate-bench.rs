@@ -13,7 +13,10 @@ use certgate::radius::crypto::Secret;
 use certgate::supplicant::{Supplicant, Versions, client_config};
 
 #[derive(Parser)]
-#[command(name = "certgate-bench", about = "RADIUS load generator (EAP-TLS)")]
+#[command(
+    name = "certgate-bench",
+    about = "RADIUS load generator (EAP-TLS, accounting)"
+)]
 struct Cli {
     /// Server auth address.
     #[arg(long, default_value = "127.0.0.1:1812")]
@@ -68,6 +71,9 @@ enum Mode {
         #[arg(long, default_value_t = 1000)]
         fragment_size: usize,
     },
+    /// Accounting-Requests (Start / Interim-Update / Stop mix, unique
+    /// session ids) to the accounting port given as --target.
+    Acct,
 }
 
 fn main() -> ExitCode {
@@ -133,6 +139,7 @@ fn main() -> ExitCode {
                 }
                 bench::eap_tls(&load, sup).await.map_err(|e| e.to_string())
             }
+            Mode::Acct => bench::acct(&load).await.map_err(|e| e.to_string()),
         }
     });
     match result {
