@@ -387,6 +387,7 @@ async fn revocation_after_sighup_stops_full_and_resumed_authentications() {
 fn certgate_demo_serves_the_printed_eapol_test_configuration() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = dir.path().join("pki");
+    let journal = dir.path().join("journal").display().to_string();
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/demo.toml");
     let args = [
         "demo".to_string(),
@@ -403,6 +404,7 @@ fn certgate_demo_serves_the_printed_eapol_test_configuration() {
             ("CERTGATE_SERVER__ACCT_LISTEN", "127.0.0.1:0"),
             ("CERTGATE_METRICS__LISTEN", "127.0.0.1:0"),
             ("CERTGATE_LOG__FORMAT", "json"),
+            ("CERTGATE_ACCOUNTING__JOURNAL_DIR", journal.as_str()),
         ],
     );
     let conf = pki.join("eapol_test.conf");
