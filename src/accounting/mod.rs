@@ -138,7 +138,17 @@ impl Accounting {
         if r.probable_duplicate {
             m.probable_duplicates.inc();
         }
-        let (change, d) = lock(&self.sessions).apply(r);
+        let (change, d, client_count, group_count) = {
+            let mut sessions = lock(&self.sessions);
+            let (change, d) = sessions.apply(r);
+            let group = r.class.as_deref().and_then(|c| c.strip_prefix("group="));
+            (
+                change,
+                d,
+                sessions.client_count(&r.client),
+                group.map(|g| (g, sessions.group_count(g))),
+            )
+        };
         let c = [r.client.as_str()];
         m.input_octets.with_label_values(&c).inc_by(d.input_octets);
         m.output_octets
@@ -159,8 +169,15 @@ impl Accounting {
             };
             m.terminate_causes.with_label_values(&[cause]).inc();
         }
-        if !matches!(change, Change::Updated | Change::Ignored) {
-            self.publish_counts();
+        match change {
+            Change::Cleared(_) => self.publish_counts(),
+            Change::Started | Change::Stopped { .. } => {
+                m.sessions_active.with_label_values(&c).set(client_count);
+                if let Some((g, n)) = group_count {
+                    m.sessions_by_group.with_label_values(&[g]).set(n);
+                }
+            }
+            Change::Updated | Change::Ignored => {}
         }
     }
 
@@ -169,25 +186,26 @@ impl Accounting {
     pub fn sweep(&self) {
         let now = now_ms() / 1000;
         let gone = lock(&self.sessions).expire(now, self.config.session_timeout.as_secs() as i64);
-        if !gone.is_empty() {
-            self.metrics.expired.inc_by(gone.len() as u64);
-            self.publish_counts();
-        }
+        self.metrics.expired.inc_by(gone.len() as u64);
+        // Cheap (one entry per client and group): also settles the gauges of
+        // records that did not name their group.
+        self.publish_counts();
         let window = self.config.duplicate_window.as_secs() as i64;
         lock(&self.recent).retain(|_, t| now - *t <= window);
     }
 
     fn publish_counts(&self) {
-        let (by_client, by_group) = lock(&self.sessions).counts();
+        let sessions = lock(&self.sessions);
+        let (by_client, by_group) = sessions.counts();
         let m = &self.metrics;
         // Reset so a client or group whose last session ended shows 0.
         m.sessions_active.reset();
         m.sessions_by_group.reset();
         for (client, n) in by_client {
-            m.sessions_active.with_label_values(&[&client]).set(n);
+            m.sessions_active.with_label_values(&[client]).set(*n);
         }
         for (group, n) in by_group {
-            m.sessions_by_group.with_label_values(&[&group]).set(n);
+            m.sessions_by_group.with_label_values(&[group]).set(*n);
         }
     }
 

@@ -61,6 +61,25 @@ pub enum Change {
 pub struct Sessions {
     map: HashMap<(String, String), Session>,
     max: usize,
+    /// Live sessions per client and per group, kept as sessions come and
+    /// go so the gauges never need a scan of the whole table.
+    by_client: HashMap<String, i64>,
+    by_group: HashMap<String, i64>,
+}
+
+fn bump(counts: &mut HashMap<String, i64>, key: &str, by: i64) {
+    match counts.get_mut(key) {
+        Some(n) => {
+            *n += by;
+            if *n <= 0 {
+                counts.remove(key);
+            }
+        }
+        None if by > 0 => {
+            counts.insert(key.to_string(), by);
+        }
+        None => {}
+    }
 }
 
 fn group_of(class: Option<&str>) -> Option<String> {
@@ -80,6 +99,8 @@ impl Sessions {
         Sessions {
             map: HashMap::new(),
             max,
+            by_client: HashMap::new(),
+            by_group: HashMap::new(),
         }
     }
 
@@ -97,9 +118,16 @@ impl Sessions {
             None => return (Change::Ignored, Deltas::default()),
         };
         if matches!(status, Status::AccountingOn | Status::AccountingOff) {
-            let before = self.map.len();
-            self.map.retain(|(client, _), _| client != &r.client);
-            return (Change::Cleared(before - self.map.len()), Deltas::default());
+            let keys: Vec<(String, String)> = self
+                .map
+                .keys()
+                .filter(|(client, _)| client == &r.client)
+                .cloned()
+                .collect();
+            for k in &keys {
+                self.remove(k);
+            }
+            return (Change::Cleared(keys.len()), Deltas::default());
         }
         let Some(id) = r.session_id.clone() else {
             return (Change::Ignored, Deltas::default());
@@ -120,7 +148,7 @@ impl Sessions {
         };
         match status {
             Status::Stop => {
-                let removed = self.map.remove(&key);
+                let removed = self.remove(&key);
                 let duration = r.session_time.unwrap_or_else(|| {
                     removed.map_or(0, |s| u32::try_from(r.unix - s.started).unwrap_or(0))
                 });
@@ -131,6 +159,7 @@ impl Sessions {
                 if !exists && self.map.len() >= self.max {
                     return (Change::Ignored, d);
                 }
+                let old_group = self.map.get(&key).and_then(|s| s.group.clone());
                 let s = self.map.entry(key.clone()).or_insert_with(|| Session {
                     client: r.client.clone(),
                     session_id: key.1.clone(),
@@ -167,6 +196,20 @@ impl Sessions {
                 s.output_octets = r.output_octets.unwrap_or(s.output_octets);
                 s.input_packets = r.input_packets.map_or(s.input_packets, u64::from);
                 s.output_packets = r.output_packets.map_or(s.output_packets, u64::from);
+                let new_group = s.group.clone();
+                if !exists {
+                    bump(&mut self.by_client, &r.client, 1);
+                }
+                if !exists || old_group != new_group {
+                    if exists {
+                        if let Some(g) = &old_group {
+                            bump(&mut self.by_group, g, -1);
+                        }
+                    }
+                    if let Some(g) = &new_group {
+                        bump(&mut self.by_group, g, 1);
+                    }
+                }
                 (
                     if exists {
                         Change::Updated
@@ -180,17 +223,24 @@ impl Sessions {
         }
     }
 
+    fn remove(&mut self, key: &(String, String)) -> Option<Session> {
+        let s = self.map.remove(key)?;
+        bump(&mut self.by_client, &s.client, -1);
+        if let Some(g) = &s.group {
+            bump(&mut self.by_group, g, -1);
+        }
+        Some(s)
+    }
+
     /// Removes sessions not updated for `timeout_secs`; returns them.
     pub fn expire(&mut self, now_unix: i64, timeout_secs: i64) -> Vec<Session> {
-        let mut gone = Vec::new();
-        self.map.retain(|_, s| {
-            let keep = now_unix - s.updated <= timeout_secs;
-            if !keep {
-                gone.push(s.clone());
-            }
-            keep
-        });
-        gone
+        let keys: Vec<(String, String)> = self
+            .map
+            .iter()
+            .filter(|(_, s)| now_unix - s.updated > timeout_secs)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.iter().filter_map(|k| self.remove(k)).collect()
     }
 
     /// Sessions by user and/or NAS client name.
@@ -205,17 +255,18 @@ impl Sessions {
         v
     }
 
-    /// Active sessions by NAS client and by group.
-    pub fn counts(&self) -> (HashMap<String, i64>, HashMap<String, i64>) {
-        let mut by_client = HashMap::new();
-        let mut by_group = HashMap::new();
-        for s in self.map.values() {
-            *by_client.entry(s.client.clone()).or_default() += 1;
-            if let Some(g) = &s.group {
-                *by_group.entry(g.clone()).or_default() += 1;
-            }
-        }
-        (by_client, by_group)
+    /// Active sessions by NAS client and by group (small maps: one entry
+    /// per configured client and group with live sessions).
+    pub fn counts(&self) -> (&HashMap<String, i64>, &HashMap<String, i64>) {
+        (&self.by_client, &self.by_group)
+    }
+
+    pub fn client_count(&self, client: &str) -> i64 {
+        self.by_client.get(client).copied().unwrap_or(0)
+    }
+
+    pub fn group_count(&self, group: &str) -> i64 {
+        self.by_group.get(group).copied().unwrap_or(0)
     }
 }
 
@@ -260,7 +311,8 @@ mod tests {
         assert_eq!(d.input_octets, 1000);
         let (_, d) = s.apply(&rec("nas", Status::InterimUpdate, "1", 220, Some(1500)));
         assert_eq!(d.input_octets, 500);
-        assert_eq!(s.counts().1["staff"], 1);
+        assert_eq!(s.group_count("staff"), 1);
+        assert_eq!(s.client_count("nas"), 1);
         let (c, d) = s.apply(&rec("nas", Status::Stop, "1", 250, Some(1600)));
         assert_eq!(c, Change::Stopped { duration: 150 });
         assert_eq!(d.input_octets, 100);
@@ -271,7 +323,10 @@ mod tests {
         let (c, _) = s.apply(&rec("nas", Status::AccountingOn, "x", 310, None));
         assert_eq!(c, Change::Cleared(1));
         assert_eq!(s.query(None, Some("other")).len(), 1);
+        assert_eq!(s.client_count("nas"), 0);
+        assert_eq!(s.group_count("staff"), 1);
         assert_eq!(s.expire(400, 60).len(), 1);
         assert!(s.is_empty());
+        assert!(s.counts().0.is_empty() && s.counts().1.is_empty());
     }
 }
