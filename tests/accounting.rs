@@ -46,22 +46,6 @@ fn acct(server: &TestServer, attrs: &str) -> bool {
     radclient(server.acct, "acct", common::SECRET, attrs).0
 }
 
-/// Polls a metric until it has `want` (gauges are refreshed every second).
-fn wait_metric(server: &TestServer, series: &str, want: f64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = server.metric(series);
-        if got == want {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{series} = {got}, want {want}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn start_interim_stop_with_gigawords_journal_sessions_and_metrics() {
     let journal = tempfile::tempdir().expect("tempdir");
@@ -71,9 +55,8 @@ fn start_interim_stop_with_gigawords_journal_sessions_and_metrics() {
         acct(&s, &format!("Acct-Status-Type = Start\n{common}")),
         "Start acknowledged"
     );
-    wait_metric(&s, "certgate_acct_sessions_active{client=\"lo\"}", 1.0);
-    wait_metric(
-        &s,
+    s.wait_metric("certgate_acct_sessions_active{client=\"lo\"}", 1.0);
+    s.wait_metric(
         "certgate_acct_sessions_active_by_group{group=\"staff\"}",
         1.0,
     );
@@ -93,7 +76,7 @@ fn start_interim_stop_with_gigawords_journal_sessions_and_metrics() {
             "Acct-Status-Type = Stop\n{common}Acct-Input-Octets = 300\nAcct-Input-Gigawords = 1\nAcct-Output-Octets = 9\nAcct-Session-Time = 120\nAcct-Terminate-Cause = User-Request\n"
         )
     ));
-    wait_metric(&s, "certgate_acct_sessions_active{client=\"lo\"}", 0.0);
+    s.wait_metric("certgate_acct_sessions_active{client=\"lo\"}", 0.0);
     let r = records(journal.path());
     assert_eq!(r.len(), 3, "{r:?}");
     assert_eq!(r[0]["status"], "Start");
@@ -141,12 +124,12 @@ fn accounting_on_clears_the_nas_sessions() {
             &format!("Acct-Status-Type = Start\nAcct-Session-Id = \"{id}\"\n")
         ));
     }
-    wait_metric(&s, "certgate_acct_sessions_active{client=\"lo\"}", 3.0);
+    s.wait_metric("certgate_acct_sessions_active{client=\"lo\"}", 3.0);
     assert!(acct(
         &s,
         "Acct-Status-Type = Accounting-On\nNAS-IP-Address = 127.0.0.1\n"
     ));
-    wait_metric(&s, "certgate_acct_sessions_active{client=\"lo\"}", 0.0);
+    s.wait_metric("certgate_acct_sessions_active{client=\"lo\"}", 0.0);
 }
 
 #[test]

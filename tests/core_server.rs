@@ -150,17 +150,10 @@ fn duplicate_is_answered_byte_identically_from_cache() {
     let first = exchange(&sock, s.auth, &request, SHORT).expect("first reply");
     let second = exchange(&sock, s.auth, &request, SHORT).expect("second reply");
     assert_eq!(first, second);
-    let m = s.metrics_text();
-    assert_eq!(
-        metric_value(&m, "certgate_duplicates_total{listener=\"auth\"}"),
-        1.0
-    );
-    assert_eq!(
-        metric_value(
-            &m,
-            "certgate_responses_total{code=\"Access-Reject\",listener=\"auth\"}"
-        ),
-        2.0
+    s.wait_metric("certgate_duplicates_total{listener=\"auth\"}", 1.0);
+    s.wait_metric(
+        "certgate_responses_total{code=\"Access-Reject\",listener=\"auth\"}",
+        2.0,
     );
     let decisions = s
         .logs()

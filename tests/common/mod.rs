@@ -192,6 +192,20 @@ impl TestServer {
         None
     }
 
+    /// Polls a series until it has `want`: counters bumped after a reply is
+    /// sent and gauges refreshed every second may lag what a client saw.
+    pub fn wait_metric(&self, series: &str, want: f64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = self.metric(series);
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{series} = {got}, want {want}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn metrics_text(&self) -> String {
         http_get(self.metrics, "/metrics").1
     }
