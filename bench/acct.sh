@@ -6,34 +6,15 @@
 #
 #   bench/acct.sh [seconds]        (default 10)
 set -euo pipefail
-cd "$(dirname "$0")/.."
 secs=${1:-10}
 conc=${CONCURRENCY:-64}
-cargo build --release -q
-dir=$(mktemp -d)
-pid=""
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
-cat > "$dir/c.toml" <<TOML
-[server]
-auth_listen = []
-acct_listen = ["127.0.0.1:0"]
-dictionary = "$PWD/dictionaries/dictionary"
-[metrics]
-listen = "127.0.0.1:0"
-[log]
-level = "warn,certgate::server=info"
-[[clients]]
-name = "bench"
-address = "127.0.0.1"
-secret = "testing123"
-[accounting]
-journal_dir = "$dir/journal"
-TOML
-target/release/certgate serve --config "$dir/c.toml" 2> "$dir/log" &
-pid=$!
-for _ in $(seq 100); do grep -q 'listener="metrics"' "$dir/log" && break; sleep 0.05; done
-port=$(grep -o 'listener="acct" address=[0-9.:]*' "$dir/log" | sed 's/.*://')
-mport=$(grep -o 'listener="metrics" address=[0-9.:]*' "$dir/log" | sed 's/.*://')
+source "$(dirname "$0")/lib.sh"
+bench_init
+bench_config "[accounting]
+journal_dir = \"$dir/journal\""
+bench_start
+port=$(bench_port acct)
+mport=$(bench_port metrics)
 target/release/certgate-bench --target "127.0.0.1:$port" -c "$conc" -d "${secs}s" --server-pid $pid acct
 metrics=$(curl -s "127.0.0.1:$mport/metrics")
 sum=$(echo "$metrics" | awk '/^certgate_journal_batch_records_sum/ {print $2}')

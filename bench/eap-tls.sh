@@ -6,13 +6,10 @@
 #
 #   bench/eap-tls.sh [seconds-per-run]        (default 10)
 set -euo pipefail
-cd "$(dirname "$0")/.."
 secs=${1:-10}
 conc=${CONCURRENCY:-16}
-cargo build --release -q
-dir=$(mktemp -d)
-pid=""
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
+source "$(dirname "$0")/lib.sh"
+bench_init
 printf '[default]\naccept = true\ngroups = ["all"]\n[groups.all]\nvlan = 20\n' > "$dir/users.toml"
 
 printf '%-8s %-4s %-8s %12s %16s %10s %10s %14s\n' key tls mode "auth/s" "server ms/auth" "p50 ms" "p99 ms" "round trips"
@@ -20,31 +17,15 @@ for key in ecdsa rsa; do
   pki="$dir/pki-$key"
   target/release/certgate pki init --dir "$pki" --key-type $key > /dev/null
   target/release/certgate pki client --dir "$pki" --name alice@example.org > /dev/null
-  cat > "$dir/c.toml" <<TOML
-[server]
-auth_listen = ["127.0.0.1:0"]
-acct_listen = []
-dictionary = "$PWD/dictionaries/dictionary"
-[metrics]
-listen = ""
-[log]
-level = "warn,certgate::server=info"
-[[clients]]
-name = "bench"
-address = "127.0.0.1"
-secret = "testing123"
-[tls]
-certificate = "$pki/server.pem"
-private_key = "$pki/server.key"
-ca = ["$pki/ca.pem"]
-crls = ["$pki/crl.pem"]
+  bench_config "[tls]
+certificate = \"$pki/server.pem\"
+private_key = \"$pki/server.key\"
+ca = [\"$pki/ca.pem\"]
+crls = [\"$pki/crl.pem\"]
 [authz]
-users = "$dir/users.toml"
-TOML
-  target/release/certgate serve --config "$dir/c.toml" 2> "$dir/log" &
-  pid=$!
-  for _ in $(seq 100); do grep -q 'listener="auth"' "$dir/log" && break; sleep 0.05; done
-  port=$(grep -o 'listener="auth" address=[0-9.:]*' "$dir/log" | sed 's/.*://')
+users = \"$dir/users.toml\""
+  bench_start
+  port=$(bench_port auth)
   for tls in 1.2 1.3; do
     for mode in full resumed; do
       resume=""
@@ -60,6 +41,6 @@ print(f"{key:<8} {tls:<4} {mode:<8} {j['throughput_per_s']:12.0f} {j['server_cpu
 PY
     done
   done
-  kill $pid; wait $pid 2>/dev/null || true; pid=""
+  bench_stop
 done
 echo "generator: certgate-bench, $conc conversations in flight, ${secs}s per run; $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"

@@ -6,30 +6,13 @@
 #
 #   bench/status-radclient.sh [requests]        (default 64000)
 set -euo pipefail
-cd "$(dirname "$0")/.."
 total=${1:-64000}
 parallel=64
-cargo build --release -q
-dir=$(mktemp -d)
-cat > "$dir/c.toml" <<TOML
-[server]
-auth_listen = ["127.0.0.1:0"]
-acct_listen = []
-dictionary = "$PWD/dictionaries/dictionary"
-[metrics]
-listen = ""
-[log]
-level = "warn,certgate::server=info"
-[[clients]]
-name = "bench"
-address = "127.0.0.1"
-secret = "testing123"
-TOML
-target/release/certgate serve --config "$dir/c.toml" 2> "$dir/log" &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do grep -q 'listener="auth"' "$dir/log" && break; sleep 0.05; done
-port=$(grep -o 'listener="auth" address=[0-9.:]*' "$dir/log" | sed 's/.*://')
+source "$(dirname "$0")/lib.sh"
+bench_init
+bench_config ""
+bench_start
+port=$(bench_port auth)
 tick=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 rss_idle=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod config;
 pub mod dictionary;
 pub mod eap;
+pub mod hex;
 pub mod logging;
 pub mod metrics;
 pub mod pki;

@@ -124,13 +124,6 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 fn ca_params(cn: &str, path_len: u8) -> CertificateParams {
     let mut p = CertificateParams::default();
     p.distinguished_name = rcgen::DistinguishedName::new();
@@ -286,7 +279,11 @@ impl Pki {
         write(&files.key, &key.serialize_pem())?;
         let index = self.path("index.txt");
         let mut text = read(&index).unwrap_or_default();
-        let _ = writeln!(text, "{} {which} valid {name}", hex(serial.as_ref()));
+        let _ = writeln!(
+            text,
+            "{} {which} valid {name}",
+            crate::hex::encode(serial.as_ref())
+        );
         write(&index, &text)?;
         Ok(files)
     }
@@ -325,11 +322,7 @@ impl Pki {
                 return Err(PkiError::Index(i + 1));
             };
             if status == "revoked" {
-                let bytes = (0..serial.len())
-                    .step_by(2)
-                    .map(|j| u8::from_str_radix(&serial[j..j + 2], 16))
-                    .collect::<Result<Vec<u8>, _>>()
-                    .map_err(|_| PkiError::Index(i + 1))?;
+                let bytes = crate::hex::decode(serial).ok_or(PkiError::Index(i + 1))?;
                 revoked.push((issuer.to_string(), bytes));
             }
         }

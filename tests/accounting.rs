@@ -237,8 +237,14 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     s.signal("KILL");
-    // Killed by a signal: no exit code.
-    assert_eq!(s.wait_exit(Duration::from_secs(5)), None);
+    let status = s
+        .wait_exit(Duration::from_secs(5))
+        .expect("the server died");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "killed by SIGKILL"
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for t in senders {
         let _ = t.await;

@@ -343,7 +343,8 @@ fn sigterm_stops_gracefully_with_exit_zero() {
     let (ok, _) = radclient(s.auth, "status", SECRET, STATUS_INPUT);
     assert!(ok);
     s.signal("TERM");
-    assert_eq!(s.wait_exit(Duration::from_secs(15)), Some(0));
+    let status = s.wait_exit(Duration::from_secs(15)).expect("exited");
+    assert_eq!(status.code(), Some(0));
     assert!(s.logs().iter().any(|l| {
         l["message"]
             .as_str()

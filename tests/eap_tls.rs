@@ -41,7 +41,7 @@ fn eapol_test_tls12_and_tls13_get_keys_and_reply_attributes() {
         .enumerate()
     {
         let conf = lab.eapol_conf(&lab.pki, ALICE, &ca, extra);
-        let (ok, out) = eapol_test(&conf, s.auth, default_secret(), &["-e"]);
+        let (ok, out) = eapol_test(&conf, s.auth, common::SECRET, &["-e"]);
         assert!(ok, "TLS {version} failed:\n{out}");
         assert!(out.contains("MPPE keys OK: 1  mismatch: 0"), "{out}");
         assert!(
@@ -79,7 +79,7 @@ fn eapol_test_with_rsa_server_certificate_and_intermediate_client_ca() {
     let ca = lab.pki.path("ca.pem");
     for extra in [TLS12_ONLY, TLS13] {
         let conf = lab.eapol_conf(&lab.pki, CAROL, &ca, extra);
-        let (ok, out) = eapol_test(&conf, s.auth, default_secret(), &[]);
+        let (ok, out) = eapol_test(&conf, s.auth, common::SECRET, &[]);
         assert!(ok, "intermediate-issued client refused ({extra}):\n{out}");
         assert!(out.contains("MPPE keys OK: 1  mismatch: 0"), "{out}");
     }
@@ -99,7 +99,7 @@ fn eapol_test_small_client_fragments() {
                 &ca,
                 &format!("{version}\n  fragment_size={size}"),
             );
-            let (ok, out) = eapol_test(&conf, s.auth, default_secret(), &[]);
+            let (ok, out) = eapol_test(&conf, s.auth, common::SECRET, &[]);
             assert!(ok, "fragment_size={size} {version}:\n{out}");
             assert!(out.contains("MPPE keys OK: 1  mismatch: 0"), "{out}");
         }
@@ -137,7 +137,7 @@ fn bad_client_certificates_are_rejected_with_reasons() {
     for (n, (pki, name, reason, detail)) in cases.into_iter().enumerate() {
         for extra in [TLS12_ONLY, TLS13] {
             let conf = lab.eapol_conf(pki, name, &ca, extra);
-            let (ok, out) = eapol_test(&conf, s.auth, default_secret(), &[]);
+            let (ok, out) = eapol_test(&conf, s.auth, common::SECRET, &[]);
             assert!(!ok, "{name} accepted:\n{out}");
             assert!(
                 out.contains("Access-Reject") && out.contains("EAP Failure"),
@@ -157,7 +157,7 @@ fn bad_client_certificates_are_rejected_with_reasons() {
     }
     // The TLS alert reached the peer before the EAP-Failure.
     let conf = lab.eapol_conf(&lab.pki, REVOKED, &ca, TLS12_ONLY);
-    let (_, out) = eapol_test(&conf, s.auth, default_secret(), &[]);
+    let (_, out) = eapol_test(&conf, s.auth, common::SECRET, &[]);
     assert!(
         out.contains("SSL3 alert: read (remote end reported an error):fatal:certificate revoked"),
         "{out}"
@@ -169,7 +169,7 @@ fn a_peer_that_does_not_trust_our_ca_refuses_us() {
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "", "");
     let conf = lab.eapol_conf(&lab.pki, ALICE, &lab.other.path("ca.pem"), TLS13);
-    let (ok, out) = eapol_test(&conf, s.auth, default_secret(), &[]);
+    let (ok, out) = eapol_test(&conf, s.auth, common::SECRET, &[]);
     assert!(!ok, "{out}");
     let line = outcome(&s, "access rejected", 1);
     assert_eq!(line["reason"], "peer_alert", "{line}");
@@ -200,7 +200,7 @@ fn eapol_test_reauthentication_resumes_every_time() {
     let mut accepted = 0;
     for extra in [TLS12_ONLY, TLS13] {
         let conf = lab.eapol_conf(&lab.pki, ALICE, &ca, extra);
-        let (ok, out) = eapol_test(&conf, s.auth, default_secret(), &["-r", "2"]);
+        let (ok, out) = eapol_test(&conf, s.auth, common::SECRET, &["-r", "2"]);
         assert!(ok, "{extra}:\n{out}");
         assert!(out.contains("MPPE keys OK: 3  mismatch: 0"), "{out}");
         assert!(
@@ -216,6 +216,16 @@ fn eapol_test_reauthentication_resumes_every_time() {
     }
 }
 
+/// One whole conversation of `sup` against `s`, from a fresh socket.
+async fn authenticate(sup: &Supplicant, s: &TestServer) -> certgate::supplicant::Outcome {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    sup.authenticate(&socket, s.auth, &Secret::new(common::SECRET.as_bytes()))
+        .await
+        .expect("conversation")
+}
+
 fn rust_supplicant(lab: &Lab, name: &str, versions: Versions, resumption: bool) -> Supplicant {
     let (cert, key) = lab.client_files(&lab.pki, name);
     let config = client_config(&lab.pki.path("ca.pem"), &cert, &key, versions, resumption)
@@ -227,17 +237,10 @@ fn rust_supplicant(lab: &Lab, name: &str, versions: Versions, resumption: bool) 
 async fn rust_supplicant_checks_keys_attributes_and_resumption() {
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "", "");
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let secret = Secret::new(common::SECRET.as_bytes());
     for versions in [Versions::Tls12, Versions::Tls13] {
         let sup = rust_supplicant(&lab, ALICE, versions, true);
         for resumed in [false, true, true] {
-            let o = sup
-                .authenticate(&socket, s.auth, &secret)
-                .await
-                .expect("conversation");
+            let o = authenticate(&sup, &s).await;
             assert_eq!(o.code, certgate::radius::Code::AccessAccept, "{o:?}");
             assert!(o.mppe_keys_match, "{versions:?}: MPPE keys differ from MSK");
             assert_eq!(o.resumed, resumed, "{versions:?}");
@@ -266,10 +269,7 @@ async fn rust_supplicant_checks_keys_attributes_and_resumption() {
         }
     }
     let disabled = rust_supplicant(&lab, DISABLED, Versions::Both, false);
-    let o = disabled
-        .authenticate(&socket, s.auth, &secret)
-        .await
-        .expect("conversation");
+    let o = authenticate(&disabled, &s).await;
     assert_eq!(o.code, certgate::radius::Code::AccessReject);
 }
 
@@ -277,16 +277,9 @@ async fn rust_supplicant_checks_keys_attributes_and_resumption() {
 async fn identity_binding_exact_rejects_a_foreign_outer_identity() {
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "identity_binding = \"exact\"", "");
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let secret = Secret::new(common::SECRET.as_bytes());
     let mut sup = rust_supplicant(&lab, ALICE, Versions::Tls13, false);
     sup.identity = "bob@example.org".into();
-    let o = sup
-        .authenticate(&socket, s.auth, &secret)
-        .await
-        .expect("conversation");
+    let o = authenticate(&sup, &s).await;
     assert_eq!(o.code, certgate::radius::Code::AccessReject);
     let line = outcome(&s, "access rejected", 1);
     assert_eq!(line["reason"], "identity_mismatch", "{line}");
@@ -297,7 +290,7 @@ fn metrics_page_passes_promtool_after_eap() {
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "", "");
     let conf = lab.eapol_conf(&lab.pki, ALICE, &lab.pki.path("ca.pem"), TLS13);
-    assert!(eapol_test(&conf, s.auth, default_secret(), &[]).0);
+    assert!(eapol_test(&conf, s.auth, common::SECRET, &[]).0);
     let text = s.metrics_text();
     let mut child = std::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -337,15 +330,8 @@ fn metrics_page_passes_promtool_after_eap() {
 async fn revocation_after_sighup_stops_full_and_resumed_authentications() {
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "", "");
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let secret = Secret::new(common::SECRET.as_bytes());
     let resuming = rust_supplicant(&lab, ALICE, Versions::Tls13, true);
-    let o = resuming
-        .authenticate(&socket, s.auth, &secret)
-        .await
-        .expect("conversation");
+    let o = authenticate(&resuming, &s).await;
     assert_eq!(o.code, certgate::radius::Code::AccessAccept);
 
     lab.pki.revoke(ALICE).expect("revoke");
@@ -358,10 +344,7 @@ async fn revocation_after_sighup_stops_full_and_resumed_authentications() {
 
     // The ticket from before still resumes the TLS session, but the
     // certificate restored from it is checked against the new CRL.
-    let o = resuming
-        .authenticate(&socket, s.auth, &secret)
-        .await
-        .expect("conversation");
+    let o = authenticate(&resuming, &s).await;
     assert_eq!(o.code, certgate::radius::Code::AccessReject);
     let line = outcome(&s, "access rejected", 1);
     assert!(
@@ -372,10 +355,7 @@ async fn revocation_after_sighup_stops_full_and_resumed_authentications() {
         "{line}"
     );
     let full = rust_supplicant(&lab, ALICE, Versions::Tls12, false);
-    let o = full
-        .authenticate(&socket, s.auth, &secret)
-        .await
-        .expect("conversation");
+    let o = authenticate(&full, &s).await;
     assert_eq!(o.code, certgate::radius::Code::AccessReject);
     assert_eq!(
         outcome(&s, "access rejected", 2)["reason"],
@@ -520,22 +500,36 @@ fn sighup_swaps_the_server_certificate_without_dropping_conversations() {
 async fn crls_are_reread_periodically() {
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "", "crl_refresh = \"1s\"");
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let secret = Secret::new(common::SECRET.as_bytes());
     let sup = rust_supplicant(&lab, ALICE, Versions::Tls12, false);
-    let o = sup
-        .authenticate(&socket, s.auth, &secret)
-        .await
-        .expect("auth");
+    let o = authenticate(&sup, &s).await;
     assert_eq!(o.code, certgate::radius::Code::AccessAccept);
     lab.pki.revoke(ALICE).expect("revoke");
     s.wait_log(|v| v["message"] == "CRLs reloaded", Duration::from_secs(10))
         .expect("CRL refresh");
-    let o = sup
-        .authenticate(&socket, s.auth, &secret)
-        .await
-        .expect("auth");
+    let o = authenticate(&sup, &s).await;
     assert_eq!(o.code, certgate::radius::Code::AccessReject);
+}
+
+#[tokio::test]
+async fn an_unreadable_crl_keeps_the_loaded_ones() {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = server(&lab, "", "crl_refresh = \"1s\"");
+    std::fs::remove_file(lab.pki.path("crl.pem")).expect("remove CRL");
+    s.wait_log(
+        |v| v["message"] == "CRL reload failed; keeping the loaded CRLs",
+        Duration::from_secs(10),
+    )
+    .expect("the failure is logged");
+    assert!(s.metric("certgate_crl_reloads_total{result=\"failed\"}") >= 1.0);
+    // Still serving with the CRLs loaded at start: alice in, the revoked out.
+    let alice = rust_supplicant(&lab, ALICE, Versions::Tls13, false);
+    assert_eq!(
+        authenticate(&alice, &s).await.code,
+        certgate::radius::Code::AccessAccept
+    );
+    let revoked = rust_supplicant(&lab, REVOKED, Versions::Tls13, false);
+    assert_eq!(
+        authenticate(&revoked, &s).await.code,
+        certgate::radius::Code::AccessReject
+    );
 }

@@ -198,15 +198,8 @@ impl Accounting {
         let sessions = lock(&self.sessions);
         let (by_client, by_group) = sessions.counts();
         let m = &self.metrics;
-        // Reset so a client or group whose last session ended shows 0.
-        m.sessions_active.reset();
-        m.sessions_by_group.reset();
-        for (client, n) in by_client {
-            m.sessions_active.with_label_values(&[client]).set(*n);
-        }
-        for (group, n) in by_group {
-            m.sessions_by_group.with_label_values(&[group]).set(*n);
-        }
+        set_all(&m.sessions_active, by_client);
+        set_all(&m.sessions_by_group, by_group);
     }
 
     /// The `/sessions` page: live sessions as JSON, filtered by the query
@@ -224,6 +217,25 @@ impl Accounting {
         let sessions = lock(&self.sessions);
         let list = sessions.query(user.as_deref(), nas.as_deref());
         serde_json::json!({ "count": list.len(), "sessions": list }).to_string()
+    }
+}
+
+/// Sets a one-label gauge family to `counts`, and to 0 for every label it
+/// already shows that `counts` lacks. No reset: a scrape never sees a
+/// series vanish and come back.
+fn set_all(gauges: &prometheus::IntGaugeVec, counts: &HashMap<String, i64>) {
+    use prometheus::core::Collector;
+    for family in gauges.collect() {
+        for metric in family.get_metric() {
+            if let Some(label) = metric.get_label().first() {
+                if !counts.contains_key(label.value()) {
+                    gauges.with_label_values(&[label.value()]).set(0);
+                }
+            }
+        }
+    }
+    for (label, n) in counts {
+        gauges.with_label_values(&[label]).set(*n);
     }
 }
 

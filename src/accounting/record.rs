@@ -128,13 +128,9 @@ fn text(v: &[u8]) -> String {
     String::from_utf8_lossy(v).into_owned()
 }
 
+/// Octets as the `0x…` text FreeRADIUS prints for them.
 fn hex(v: &[u8]) -> String {
-    let mut s = String::with_capacity(2 + 2 * v.len());
-    s.push_str("0x");
-    for b in v {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    format!("0x{}", crate::hex::encode(v))
 }
 
 /// Formats Unix milliseconds as RFC 3339 UTC.
@@ -313,14 +309,10 @@ mod tests {
     use super::*;
     use crate::radius::PacketBuilder;
     use crate::radius::crypto::Secret;
-    use std::path::Path;
 
     #[test]
     fn decodes_totals_with_gigawords_and_names() {
-        let dict = Dictionary::from_file(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("dictionaries/dictionary"),
-        )
-        .expect("dictionary");
+        let dict = Dictionary::shipped();
         let mut b = PacketBuilder::new(crate::radius::Code::AccountingRequest, 1, false);
         b.push_u32(ACCT_STATUS_TYPE, 2).expect("push");
         b.push(ACCT_SESSION_ID, b"s-1").expect("push");

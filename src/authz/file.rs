@@ -186,13 +186,9 @@ impl Authorizer for FileDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn dict() -> Dictionary {
-        Dictionary::from_file(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("dictionaries/dictionary"),
-        )
-        .expect("dictionary")
+        Dictionary::shipped()
     }
 
     fn subject(identity: &str) -> Subject {

@@ -128,7 +128,9 @@ impl ReplyAttribute {
             }
             DataType::String => with_tag(tag, value.as_bytes()),
             DataType::Octets => match value.strip_prefix("0x") {
-                Some(h) => decode_hex(h).ok_or_else(|| bad(format!("{value:?} is not hex")))?,
+                Some(h) => {
+                    crate::hex::decode(h).ok_or_else(|| bad(format!("{value:?} is not hex")))?
+                }
                 None => value.as_bytes().to_vec(),
             },
             DataType::Byte => vec![integer(0xff)? as u8],
@@ -216,26 +218,12 @@ fn with_tag(tag: u8, value: &[u8]) -> Vec<u8> {
     v
 }
 
-fn decode_hex(h: &str) -> Option<Vec<u8>> {
-    if h.len() % 2 != 0 {
-        return None;
-    }
-    (0..h.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn dict() -> Dictionary {
-        Dictionary::from_file(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("dictionaries/dictionary"),
-        )
-        .expect("dictionary")
+        Dictionary::shipped()
     }
 
     #[test]

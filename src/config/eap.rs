@@ -229,14 +229,15 @@ pub(super) fn validate(
     let chain = read_certs(&resolve(base, &tls.certificate))
         .map_err(|e| p.add("tls.certificate", e))
         .ok();
-    if tls.private_key.is_empty() {
+    let key = if tls.private_key.is_empty() {
         p.add("tls.private_key", "missing");
-    }
-    let key_path = resolve(base, &tls.private_key);
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|e| p.add("tls.private_key", format!("{}: {e}", key_path.display())))
-        .ok()
-        .filter(|_| !tls.private_key.is_empty());
+        None
+    } else {
+        let key_path = resolve(base, &tls.private_key);
+        PrivateKeyDer::from_pem_file(&key_path)
+            .map_err(|e| p.add("tls.private_key", format!("{}: {e}", key_path.display())))
+            .ok()
+    };
     if tls.ca.is_empty() {
         p.add(
             "tls.ca",

@@ -558,6 +558,58 @@ mod tests {
     }
 
     #[test]
+    fn eap_tls_and_accounting_problems_name_their_keys() {
+        let err = load(
+            "[tls]\ncertificate = \"nope.pem\"\nmin_version = \"1.4\"\ncrl_missing = \"maybe\"\n\
+             [eap]\nidentity_binding = \"loose\"\nidentity_sources = [\"upn\", \"x\"]\nfragment_size = 10\n\
+             [authz]\nusers = \"none.toml\"\n\
+             [accounting]\njournal_dir = \"j\"\nrotate_size = 10\nsession_timeout = \"later\"\n",
+        )
+        .expect_err("invalid")
+        .to_string();
+        for needle in [
+            "tls.certificate: ",
+            "nope.pem",
+            "tls.private_key: missing",
+            "tls.ca: missing",
+            "tls.min_version: \"1.4\"",
+            "tls.crl_missing: \"maybe\"",
+            "eap.identity_binding: \"loose\"",
+            "eap.identity_sources[1]: \"x\"",
+            "eap.fragment_size: 10",
+            "authz.users: ",
+            "accounting.rotate_size: 10",
+            "accounting.session_timeout: \"later\"",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn a_server_key_that_does_not_match_its_certificate_is_refused() {
+        use crate::pki::{KeyType, Pki};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (
+            Pki::open(&dir.path().join("a")),
+            Pki::open(&dir.path().join("b")),
+        );
+        a.init("a.example", KeyType::EcdsaP256).expect("pki a");
+        b.init("b.example", KeyType::EcdsaP256).expect("pki b");
+        std::fs::write(dir.path().join("users.toml"), "").expect("users");
+        let q = |p: std::path::PathBuf| format!("{:?}", p.display().to_string());
+        let err = load(&format!(
+            "[tls]\ncertificate = {}\nprivate_key = {}\nca = [{}]\n[authz]\nusers = {}\n",
+            q(a.path("server.pem")),
+            q(b.path("server.key")),
+            q(a.path("ca.pem")),
+            q(dir.path().join("users.toml")),
+        ))
+        .expect_err("mismatched key")
+        .to_string();
+        assert!(err.contains("tls: server certificate or key"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_dictionary_are_refused() {
         let err = load("colour = \"blue\"\n")
             .expect_err("unknown key")

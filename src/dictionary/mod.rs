@@ -224,6 +224,13 @@ impl Dictionary {
     pub fn vendor_count(&self) -> usize {
         self.vendors.len()
     }
+
+    /// The dictionaries shipped in `dictionaries/`, for unit tests.
+    #[cfg(test)]
+    pub fn shipped() -> Dictionary {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dictionaries/dictionary");
+        Dictionary::from_file(&path).expect("the shipped dictionaries load")
+    }
 }
 
 #[cfg(test)]

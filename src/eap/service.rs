@@ -183,10 +183,7 @@ fn start<'t>(
         Err(_) => reject(
             identity.identifier,
             "table_full",
-            format!(
-                "{} conversations already running",
-                settings.max_conversations
-            ),
+            format!("{} conversations already running", table.cap()),
         ),
     }
 }

@@ -87,6 +87,11 @@ impl ConversationTable {
         self.len() == 0
     }
 
+    /// The most conversations the table admits (fixed at start).
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
     /// Admits a new conversation under a fresh random State, unless the
     /// table is full. It is checked out: `put_back` stores it.
     pub fn admit(&self, conversation: Conversation) -> Result<CheckedOut<'_>, TableFull> {

@@ -91,11 +91,22 @@ impl Rig {
         station: Option<&str>,
         now: Instant,
     ) -> Reply {
+        self.send_mtu(eap, state, station, None, now)
+    }
+
+    fn send_mtu(
+        &self,
+        eap: &[u8],
+        state: Option<&State>,
+        station: Option<&str>,
+        framed_mtu: Option<u32>,
+        now: Instant,
+    ) -> Reply {
         let req = EapRequest {
             eap,
             state: state.map(|s| &s[..]),
             calling_station: station,
-            framed_mtu: None,
+            framed_mtu,
             nas: "nas",
         };
         match service::handle(&self.table, &self.tls.server, &self.settings, &req, now) {
@@ -112,18 +123,43 @@ impl Rig {
 
     /// Identity → Start; returns (State, Identifier of the Start).
     fn start(&self, station: Option<&str>) -> (State, u8) {
+        self.start_mtu(station, None)
+    }
+
+    fn start_mtu(&self, station: Option<&str>, framed_mtu: Option<u32>) -> (State, u8) {
         let id = packet::build(
             EapCode::Response,
             7,
             Some(method::IDENTITY),
             b"alice@example.org",
         );
-        match self.send(&id, None, station, Instant::now()) {
+        match self.send_mtu(&id, None, station, framed_mtu, Instant::now()) {
             Reply::Challenge { eap, state } => {
                 assert_eq!(eap, [1, 8, 0, 6, 13, 0x20], "Start: S only, no L");
                 (state, 8)
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Answers the Start with a peer's ClientHello (acknowledging our acks
+    /// of its fragments) until the server sends TLS data; returns that
+    /// EAP-Request.
+    fn first_server_flight(&self, state: &State, start_id: u8) -> Vec<u8> {
+        let mut peer = self.peer();
+        let mut request = packet::build(EapCode::Request, start_id, Some(method::TLS), &[0x20]);
+        loop {
+            let PeerStep::Respond(resp) = peer.on_request(&request).expect("peer") else {
+                panic!("no response");
+            };
+            let Reply::Challenge { eap, .. } = self.send(&resp, Some(state), None, Instant::now())
+            else {
+                panic!("no server flight");
+            };
+            if eap.len() > 6 {
+                return eap;
+            }
+            request = eap;
         }
     }
 
@@ -274,22 +310,7 @@ fn fragments_add_up_beyond_the_cap() {
 fn missing_acknowledgement_of_our_fragments() {
     let r = rig(64, 10);
     let (state, id) = r.start(None);
-    let mut peer = r.peer();
-    let start = packet::build(EapCode::Request, id, Some(method::TLS), &[0x20]);
-    let mut request = start;
-    // Feed the (fragmented) ClientHello until the server answers with data.
-    let eap = loop {
-        let PeerStep::Respond(resp) = peer.on_request(&request).expect("peer") else {
-            panic!("no response");
-        };
-        let Reply::Challenge { eap, .. } = r.send(&resp, Some(&state), None, Instant::now()) else {
-            panic!("no server flight");
-        };
-        if eap.len() > 6 {
-            break eap;
-        }
-        request = eap;
-    };
+    let eap = r.first_server_flight(&state, id);
     assert_eq!(eap[5] & FLAG_M, FLAG_M, "64-octet fragments: more follow");
     // Data where an acknowledgement belongs.
     let got = reason(r.send(
@@ -368,33 +389,8 @@ fn table_cap_sweep_and_station_replacement() {
 #[test]
 fn framed_mtu_lowers_the_fragment_size() {
     let r = rig(1000, 10);
-    let identity = packet::build(EapCode::Response, 1, Some(method::IDENTITY), b"alice");
-    let req = EapRequest {
-        eap: &identity,
-        state: None,
-        calling_station: None,
-        framed_mtu: Some(300),
-        nas: "nas",
-    };
-    let Handled::Done(Reply::Challenge { state, .. }) =
-        service::handle(&r.table, &r.tls.server, &r.settings, &req, Instant::now())
-    else {
-        panic!("no start");
-    };
-    let mut peer = r.peer();
-    let mut request = packet::build(EapCode::Request, 2, Some(method::TLS), &[0x20]);
-    let flight = loop {
-        let PeerStep::Respond(resp) = peer.on_request(&request).expect("peer") else {
-            panic!("no response");
-        };
-        let Reply::Challenge { eap, .. } = r.send(&resp, Some(&state), None, Instant::now()) else {
-            panic!("no server flight");
-        };
-        if eap.len() > 6 {
-            break eap;
-        }
-        request = eap;
-    };
+    let (state, id) = r.start_mtu(None, Some(300));
+    let flight = r.first_server_flight(&state, id);
     // EAP header 5, flags 1, length 4, then at most 300 - 10 TLS octets.
     assert_eq!(flight[5] & FLAG_M, FLAG_M, "the flight is split");
     assert_eq!(flight.len(), 5 + 1 + 4 + 290);

@@ -267,10 +267,7 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
+        crate::hex::decode(s).expect("hex")
     }
 
     /// RFC 2865 §7.1: Access-Request for nemo / arctangent, secret xyzzy5461,

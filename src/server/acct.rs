@@ -7,17 +7,18 @@
 
 use crate::accounting::Accounting;
 use crate::dictionary::Dictionary;
-use crate::radius::{Code, PacketBuilder};
+use crate::radius::{Code, Packet, PacketBuilder};
 
 use super::handler::Response;
 use super::pipeline::{DropReason, Request};
 
-pub async fn respond(accounting: &Accounting, dict: &Dictionary, request: &Request) -> Response {
-    let packet = match request.packet() {
-        Ok(p) => p,
-        Err(e) => return Response::Drop(DropReason::Malformed(e)),
-    };
-    match accounting.record(&packet, &request.client.name, dict).await {
+pub async fn respond(
+    accounting: &Accounting,
+    dict: &Dictionary,
+    request: &Request,
+    packet: &Packet<'_>,
+) -> Response {
+    match accounting.record(packet, &request.client.name, dict).await {
         Ok(record) => {
             tracing::debug!(
                 client = %request.client.name,

@@ -33,14 +33,11 @@ pub async fn respond(
     eap_config: &EapConfig,
     tls: &TlsContext,
     request: &Request,
+    packet: &Packet<'_>,
 ) -> Response {
-    let packet = match request.packet() {
-        Ok(p) => p,
-        Err(e) => return Response::Drop(DropReason::Malformed(e)),
-    };
     let m = &shared.metrics.eap;
     let settings = &eap_config.settings;
-    let eap = reassemble(&packet).unwrap_or_default();
+    let eap = reassemble(packet).unwrap_or_default();
     let req = EapRequest {
         eap: &eap,
         state: packet.attribute(STATE),
@@ -64,7 +61,7 @@ pub async fn respond(
                             est,
                             &conv.outer_identity,
                             &request.client.name,
-                            &packet,
+                            packet,
                         )
                         .await
                     }

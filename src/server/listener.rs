@@ -186,6 +186,30 @@ pub async fn run(
     }
 }
 
+/// Chooses who answers: EAP-TLS, accounting storage, or the plain handler.
+/// The packet is decoded once here for whichever needs its attributes.
+async fn dispatch(shared: &Shared, request: &Request) -> Response {
+    let packet = match request.packet() {
+        Ok(p) => p,
+        Err(e) => return Response::Drop(DropReason::Malformed(e)),
+    };
+    let runtime = shared.runtime.load();
+    match (
+        packet.code(),
+        &runtime.config.eap,
+        &runtime.tls,
+        &shared.accounting,
+    ) {
+        (Code::AccessRequest, Some(eap), Some(tls), _) if packet.has_eap_message() => {
+            eap_auth::respond(shared, eap, tls, request, &packet).await
+        }
+        (Code::AccountingRequest, _, _, Some(acct)) => {
+            acct::respond(acct, &runtime.config.dictionary, request, &packet).await
+        }
+        _ => handler::respond(request),
+    }
+}
+
 /// Handles one request and sends the reply; the reply goes into the
 /// duplicate cache before it is sent, so a retransmission racing the send
 /// is answered from the cache.
@@ -193,22 +217,7 @@ async fn process(socket: &UdpSocket, shared: &Shared, request: Request) {
     let m = &shared.metrics;
     let label = request.listener.as_str();
     m.in_flight.inc();
-    let runtime = shared.runtime.load_full();
-    let response = match (&runtime.config.eap, &runtime.tls) {
-        (Some(eap), Some(tls))
-            if request.code() == Code::AccessRequest
-                && request.packet().is_ok_and(|p| p.has_eap_message()) =>
-        {
-            eap_auth::respond(shared, eap, tls, &request).await
-        }
-        _ => match (&shared.accounting, request.listener, request.code()) {
-            (Some(acct), Listener::Acct, Code::AccountingRequest) => {
-                acct::respond(acct, &runtime.config.dictionary, &request).await
-            }
-            _ => handler::respond(&request),
-        },
-    };
-    match response {
+    match dispatch(shared, &request).await {
         Response::Reply {
             code,
             bytes,

@@ -71,10 +71,6 @@ pub struct CertIdentity {
     pub sha256: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The UTF8String inside a UPN otherName's `[0] EXPLICIT` value.
 fn upn_value(explicit: &[u8]) -> Option<String> {
     let (_, tagged) = Any::from_der(explicit).ok()?;
@@ -98,9 +94,9 @@ impl CertIdentity {
                 .iter_organizational_unit()
                 .filter_map(|a| a.as_str().ok().map(str::to_string))
                 .collect(),
-            serial: hex(cert.raw_serial()),
+            serial: crate::hex::encode(cert.raw_serial()),
             issuer: cert.issuer().to_string(),
-            sha256: hex(&Sha256::digest(der)),
+            sha256: crate::hex::encode(&Sha256::digest(der)),
             ..CertIdentity::default()
         };
         if let Ok(Some(san)) = cert.subject_alternative_name() {

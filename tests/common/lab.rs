@@ -8,8 +8,6 @@ use std::process::Command;
 
 use certgate::pki::{ClientOptions, KeyType, Pki};
 
-use super::SECRET;
-
 pub const ALICE: &str = "alice@example.org";
 /// Issued through the intermediate CA.
 pub const CAROL: &str = "carol@example.org";
@@ -149,8 +147,4 @@ pub fn eapol_test(conf: &Path, server: SocketAddr, secret: &str, args: &[&str]) 
     );
     let success = out.status.success() && text.lines().any(|l| l == "SUCCESS");
     (success, text)
-}
-
-pub fn default_secret() -> &'static str {
-    SECRET
 }
