@@ -27,7 +27,12 @@ pub async fn respond(
                 probable_duplicate = record.probable_duplicate,
                 "accounting stored"
             );
-            let bytes = PacketBuilder::new(Code::AccountingResponse, request.identifier(), true)
+            // No Message-Authenticator: RFC 2866 does not define one here,
+            // and FreeRADIUS-based NAS code verifies an Accounting-Response's
+            // over a zeroed authenticator while RFC 3579 replies use the
+            // request's, so adding one only risks a refused acknowledgement.
+            // The Response Authenticator authenticates the reply.
+            let bytes = PacketBuilder::new(Code::AccountingResponse, request.identifier(), false)
                 .finish_response(packet.authenticator(), &request.client.secret);
             Response::Reply {
                 code: Code::AccountingResponse,

@@ -281,7 +281,13 @@ pub fn radclient(addr: SocketAddr, command: &str, secret: &str, input: &str) -> 
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    (text.contains("Received "), text)
+    // "Received packet from … invalid Message-Authenticator" is radclient
+    // refusing a reply: only a verified reply counts as an answer.
+    let answered = text
+        .lines()
+        .any(|l| l.starts_with("Received ") && !l.starts_with("Received packet from"))
+        && !text.contains("verification failed");
+    (answered, text)
 }
 
 /// Sends `packet` from `socket` and waits up to `timeout` for one datagram.
