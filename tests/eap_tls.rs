@@ -131,7 +131,7 @@ fn bad_client_certificates_are_rejected_with_reasons() {
             &lab.pki,
             UNKNOWN,
             "unknown_identity",
-            "not in the directory",
+            "not in the file directory",
         ),
     ];
     for (n, (pki, name, reason, detail)) in cases.into_iter().enumerate() {

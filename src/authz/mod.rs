@@ -2,15 +2,26 @@
 //! may connect and with which reply attributes.
 //!
 //! The `Authorizer` trait is the hook the EAP layer calls between the end of
-//! the handshake and the final flight; backends implement it (`file` here,
-//! LDAP later). `reply` compiles attribute lines. Backends may do I/O; the
-//! decision types and `reply` are sans-I/O.
+//! the handshake and the final flight; `engine::Authz` implements it by
+//! asking a `Directory` (`file` or `ldap`) who the identity is and which
+//! groups it has, through a `cache`, and letting the ordered `policy` rules
+//! decide. `reply` compiles attribute lines and `pattern` the globs rules
+//! match with. Directories do I/O; the policy, cache, reply and decision
+//! types are sans-I/O.
 
+pub mod cache;
+pub mod engine;
 pub mod file;
+pub mod ldap;
+pub mod pattern;
+pub mod policy;
 pub mod reply;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+
+use thiserror::Error;
 
 use crate::tls::identity::CertIdentity;
 
@@ -51,4 +62,79 @@ pub trait Authorizer: Send + Sync + std::fmt::Debug {
 
     /// For logs and metrics.
     fn name(&self) -> &'static str;
+}
+
+/// A group the directory says an identity belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Short name (an LDAP group's `cn`, a users-file group name).
+    pub name: String,
+    /// Distinguished name, for LDAP groups.
+    pub dn: Option<String>,
+}
+
+impl Group {
+    pub fn named(name: &str) -> Self {
+        Group {
+            name: name.to_string(),
+            dn: None,
+        }
+    }
+}
+
+/// What the directory knows about an identity that exists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entry {
+    pub dn: String,
+    pub groups: Vec<Group>,
+    /// Attribute values by lower-cased name, for `{attr:name}` templates.
+    pub attributes: HashMap<String, Vec<String>>,
+}
+
+/// A directory's answer about one identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found(Entry),
+    NotFound,
+    Disabled { dn: String },
+}
+
+/// Why a directory could not answer. `kind` is a metric label.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("{kind}: {detail}")]
+pub struct DirectoryError {
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+impl DirectoryError {
+    pub fn new(kind: &'static str, detail: impl Into<String>) -> Self {
+        DirectoryError {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+pub type LookupFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Lookup, DirectoryError>> + Send + 'a>>;
+
+/// Where identities and their groups come from.
+pub trait Directory: Send + Sync + std::fmt::Debug {
+    /// Looks `identity` up (the certificate identity, unescaped: escaping
+    /// for a query language is the directory's job).
+    fn lookup<'a>(&'a self, identity: &'a str) -> LookupFuture<'a>;
+
+    /// For logs and metrics.
+    fn name(&self) -> &'static str;
+}
+
+impl<T: Directory + ?Sized> Directory for std::sync::Arc<T> {
+    fn lookup<'a>(&'a self, identity: &'a str) -> LookupFuture<'a> {
+        (**self).lookup(identity)
+    }
+
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
 }

@@ -1,10 +1,12 @@
 //! Reply attributes written by people — `"Filter-Id = employee"`,
 //! `"Tunnel-Private-Group-Id:1 = 20"`, `"Cisco-AVPair = shell:priv-lvl=15"`
 //! — checked against the dictionaries once, at configuration time, and
-//! encoded per request (string values may hold `{identity}` and `{group}`).
+//! encoded per request (string values may hold `{identity}`, `{group}` and
+//! `{attr:NAME}`, the first value of a directory attribute).
 //!
 //! Sans-I/O. It must not decide which attributes apply (policy does).
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
@@ -36,9 +38,51 @@ enum Value {
     Fixed(Vec<u8>),
     /// A string with `{…}` placeholders, tag octet prepended when non-zero.
     Template {
-        text: String,
+        parts: Vec<Part>,
         tag: u8,
     },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Identity,
+    Group,
+    /// Lower-cased attribute name.
+    Attr(String),
+}
+
+/// Splits a template into parts; unknown placeholders are configuration
+/// errors, caught before the first request.
+fn parse_template(text: &str) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            parts.push(Part::Text(rest[..open].to_string()));
+        }
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("unclosed {{ in {text:?}"))?;
+        let name = &rest[open + 1..open + close];
+        parts.push(match name {
+            "identity" => Part::Identity,
+            "group" => Part::Group,
+            _ => match name.strip_prefix("attr:") {
+                Some(a) if !a.is_empty() => Part::Attr(a.to_ascii_lowercase()),
+                _ => {
+                    return Err(format!(
+                        "unknown placeholder {{{name}}}: use {{identity}}, {{group}} or {{attr:NAME}}"
+                    ));
+                }
+            },
+        });
+        rest = &rest[open + close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Text(rest.to_string()));
+    }
+    Ok(parts)
 }
 
 /// Values for placeholders.
@@ -46,6 +90,31 @@ enum Value {
 pub struct Vars<'a> {
     pub identity: &'a str,
     pub group: &'a str,
+    /// Directory attributes by lower-cased name.
+    pub attributes: Option<&'a HashMap<String, Vec<String>>>,
+}
+
+impl Vars<'_> {
+    fn render(&self, parts: &[Part]) -> String {
+        let mut out = String::new();
+        for part in parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Identity => out.push_str(self.identity),
+                Part::Group => out.push_str(self.group),
+                Part::Attr(name) => {
+                    if let Some(v) = self
+                        .attributes
+                        .and_then(|a| a.get(name))
+                        .and_then(|v| v.first())
+                    {
+                        out.push_str(v);
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 impl ReplyAttribute {
@@ -121,7 +190,7 @@ impl ReplyAttribute {
                     kind,
                     vendor,
                     value: Value::Template {
-                        text: value.to_string(),
+                        parts: parse_template(value).map_err(bad)?,
                         tag,
                     },
                 });
@@ -172,12 +241,7 @@ impl ReplyAttribute {
     pub fn encode(&self, vars: &Vars<'_>) -> Result<(u8, Vec<u8>), String> {
         let value = match &self.value {
             Value::Fixed(v) => v.clone(),
-            Value::Template { text, tag } => with_tag(
-                *tag,
-                text.replace("{identity}", vars.identity)
-                    .replace("{group}", vars.group)
-                    .as_bytes(),
-            ),
+            Value::Template { parts, tag } => with_tag(*tag, vars.render(parts).as_bytes()),
         };
         let value = match self.vendor {
             None => value,
@@ -229,9 +293,11 @@ mod tests {
     #[test]
     fn encodes_standard_tagged_and_vendor_attributes() {
         let d = dict();
+        let attrs = HashMap::from([("department".to_string(), vec!["R&D".to_string()])]);
         let v = Vars {
             identity: "alice",
             group: "staff",
+            attributes: Some(&attrs),
         };
         let enc = |l: &str| {
             ReplyAttribute::parse(&d, l)
@@ -253,6 +319,10 @@ mod tests {
             enc("Class = \"user={identity}\""),
             (25, b"user=alice".to_vec())
         );
+        assert_eq!(
+            enc("Filter-Id = {group}/{attr:Department}/{attr:missing}"),
+            (11, b"staff/R&D/".to_vec())
+        );
         let (kind, value) = enc("Cisco-AVPair = shell:priv-lvl=15");
         assert_eq!(kind, 26);
         assert_eq!(&value[..6], &[0, 0, 0, 9, 1, 19]);
@@ -270,6 +340,8 @@ mod tests {
             ("Framed-IP-Address = 300.1.1.1", "not an IPv4"),
             ("Filter-Id:3 = x", "takes no tag"),
             ("Tunnel-Password:1 = x", "encrypted"),
+            ("Filter-Id = {nope}", "unknown placeholder {nope}"),
+            ("Filter-Id = {identity", "unclosed"),
         ] {
             let e = ReplyAttribute::parse(&d, line).expect_err(line).to_string();
             assert!(e.contains(needle), "{line}: {e}");

@@ -1,6 +1,6 @@
-//! The `[eap]`, `[tls]` and `[authz]` sections: EAP-TLS settings, the
-//! certificate files (read and checked here), and the authorization
-//! backend with its users file.
+//! The `[eap]` and `[tls]` sections: EAP-TLS settings and the certificate
+//! files (read and checked here); `[authz]` is checked by `authz` and
+//! carried here, since authorization runs only after EAP-TLS.
 //!
 //! Part of the configuration module: the only place that reads these files.
 
@@ -12,8 +12,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use serde::Deserialize;
 
+use super::authz::{self, RawAuthz};
 use super::{Problems, parse_duration, resolve};
-use crate::authz::file::{FileDirectory, RawUsers};
+use crate::authz::engine::AuthzSettings;
 use crate::dictionary::Dictionary;
 use crate::eap::service::EapSettings;
 use crate::tls::identity::{Binding, IdentitySource};
@@ -83,22 +84,6 @@ impl Default for RawTls {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(super) struct RawAuthz {
-    backend: String,
-    users: String,
-}
-
-impl Default for RawAuthz {
-    fn default() -> Self {
-        RawAuthz {
-            backend: "file".into(),
-            users: "users.toml".into(),
-        }
-    }
-}
-
 /// EAP-TLS as configured: present only when `[tls]` names a certificate.
 #[derive(Debug, Clone)]
 pub struct EapConfig {
@@ -109,7 +94,7 @@ pub struct EapConfig {
     pub material: TlsMaterial,
     pub crl_files: Vec<PathBuf>,
     pub crl_refresh: Duration,
-    pub directory: Arc<FileDirectory>,
+    pub authz: AuthzSettings,
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -254,15 +239,9 @@ pub(super) fn validate(
     let crl_files: Vec<PathBuf> = tls.crls.iter().map(|f| resolve(base, f)).collect();
     let crls = load_crls(&crl_files).map_err(|e| p.add("tls.crls", e)).ok();
 
-    let directory = match authz.backend.as_str() {
-        "file" => load_users(p, base, &authz.users, dict),
-        other => {
-            p.add("authz.backend", format!("{other:?} is not \"file\""));
-            None
-        }
-    };
+    let authz = authz::validate(p, base, dict, authz);
 
-    let (chain, key, crls, directory) = (chain?, key?, crls?, directory?);
+    let (chain, key, crls, authz) = (chain?, key?, crls?, authz?);
     let material = TlsMaterial {
         chain,
         key,
@@ -290,30 +269,6 @@ pub(super) fn validate(
         material,
         crl_files,
         crl_refresh,
-        directory: Arc::new(directory),
+        authz,
     })
-}
-
-fn load_users(
-    p: &mut Problems,
-    base: &Path,
-    file: &str,
-    dict: Option<&Dictionary>,
-) -> Option<FileDirectory> {
-    let path = resolve(base, file);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| p.add("authz.users", format!("{}: {e}", path.display())))
-        .ok()?;
-    let raw: RawUsers = toml::from_str(&text)
-        .map_err(|e| p.add("authz.users", format!("{}: {e}", path.display())))
-        .ok()?;
-    match FileDirectory::compile(raw, dict?) {
-        Ok(d) => Some(d),
-        Err(problems) => {
-            for problem in problems {
-                p.add(&format!("authz.users ({})", path.display()), problem);
-            }
-            None
-        }
-    }
 }

@@ -19,6 +19,7 @@ use crate::dictionary::Dictionary;
 use crate::radius::crypto::Secret;
 
 mod accounting;
+mod authz;
 mod eap;
 
 pub use eap::{EapConfig, load_crls};
@@ -52,7 +53,7 @@ struct RawConfig {
     #[serde(default)]
     tls: eap::RawTls,
     #[serde(default)]
-    authz: eap::RawAuthz,
+    authz: authz::RawAuthz,
     #[serde(default)]
     accounting: accounting::RawAccounting,
 }
@@ -240,6 +241,50 @@ fn parse_network(text: &str) -> Option<IpNet> {
         .map(|n| n.trunc())
 }
 
+/// A secret given inline, in a file (trailing newline removed) or in an
+/// environment variable: exactly one of the three. `key` names the inline
+/// key; the others are `key_file` and `key_env`.
+fn read_secret(
+    p: &mut Problems,
+    base: &Path,
+    key: &str,
+    (inline, file, env): (&Option<String>, &Option<String>, &Option<String>),
+) -> Option<String> {
+    match (inline, file, env) {
+        (Some(s), None, None) => Some(s.clone()),
+        (None, Some(f), None) => {
+            let file = resolve(base, f);
+            match std::fs::read_to_string(&file) {
+                Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
+                Err(e) => {
+                    p.add(&format!("{key}_file"), format!("{}: {e}", file.display()));
+                    None
+                }
+            }
+        }
+        (None, None, Some(var)) => match std::env::var(var) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                p.add(
+                    &format!("{key}_env"),
+                    format!("environment variable {var} is not set"),
+                );
+                None
+            }
+        },
+        (None, None, None) => {
+            let k = key.rsplit('.').next().unwrap_or(key);
+            p.add(key, format!("missing: give {k}, {k}_file or {k}_env"));
+            None
+        }
+        _ => {
+            let k = key.rsplit('.').next().unwrap_or(key);
+            p.add(key, format!("give only one of {k}, {k}_file and {k}_env"));
+            None
+        }
+    }
+}
+
 fn resolve(base: &Path, path: &str) -> PathBuf {
     let p = Path::new(path);
     if p.is_absolute() {
@@ -387,43 +432,12 @@ impl Config {
                     n
                 }
             };
-            let secret = match (&c.secret, &c.secret_file, &c.secret_env) {
-                (Some(s), None, None) => Some(s.clone()),
-                (None, Some(f), None) => {
-                    let file = resolve(base, f);
-                    match std::fs::read_to_string(&file) {
-                        Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
-                        Err(e) => {
-                            p.add(&key("secret_file"), format!("{}: {e}", file.display()));
-                            None
-                        }
-                    }
-                }
-                (None, None, Some(var)) => match std::env::var(var) {
-                    Ok(s) => Some(s),
-                    Err(_) => {
-                        p.add(
-                            &key("secret_env"),
-                            format!("environment variable {var} is not set"),
-                        );
-                        None
-                    }
-                },
-                (None, None, None) => {
-                    p.add(
-                        &key("secret"),
-                        "missing: give secret, secret_file or secret_env",
-                    );
-                    None
-                }
-                _ => {
-                    p.add(
-                        &key("secret"),
-                        "give only one of secret, secret_file and secret_env",
-                    );
-                    None
-                }
-            };
+            let secret = read_secret(
+                &mut p,
+                base,
+                &key("secret"),
+                (&c.secret, &c.secret_file, &c.secret_env),
+            );
             if secret.as_deref() == Some("") {
                 p.add(&key("secret"), "is empty");
             }
@@ -583,6 +597,36 @@ mod tests {
         ] {
             assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
         }
+    }
+
+    #[test]
+    fn authz_problems_name_their_keys_and_rules() {
+        let err = load(
+            "[tls]\ncertificate = \"nope.pem\"\n\
+             [authz]\ndirectory = \"ldap\"\nunknown_identity = \"maybe\"\ntimeout = \"1s\"\nfallback_groups = [\"x\"]\n\
+             [authz.ldap]\nurls = [\"http://ldap\", \"ldaps://ok\"]\nuser_filter = \"(uid=alice)\"\n\
+             group_filter = \"(member={who})\"\nnested = \"deep\"\nbind_dn = \"cn=svc\"\noperation_timeout = \"3s\"\n\
+             [[authz.rule]]\nname = \"staff\"\nreply = [\"Aruba-Role = x\"]\n\
+             [[authz.rule]]\nname = \"vpn\"\nvlan = 0\naction = \"allow\"\n",
+        )
+        .expect_err("invalid")
+        .to_string();
+        for needle in [
+            "authz.unknown_identity: \"maybe\"",
+            "authz.fallback_groups: only used with on_directory_error",
+            "authz.ldap.urls[0]: \"http://ldap\" is not an ldap://",
+            "authz.ldap.base: missing",
+            "authz.ldap.user_filter: uses no {identity}",
+            "authz.ldap.group_filter: \"(member={who})\": unknown placeholder {who}",
+            "authz.ldap.nested: \"deep\"",
+            "authz.ldap.bind_password: missing: give bind_password, bind_password_file or bind_password_env",
+            "authz.ldap.operation_timeout: is longer than authz.timeout",
+            "authz.rule[0] (staff).reply[0]: unknown attribute \"Aruba-Role\"",
+            "authz.rule[1] (vpn).action: \"allow\"",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
+        assert!(!err.contains("urls[1]"), "{err}");
     }
 
     #[test]

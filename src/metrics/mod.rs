@@ -6,9 +6,11 @@
 //! must not make decisions; it only counts what others decided.
 
 mod accounting;
+mod authz;
 mod eap;
 
 pub use accounting::AccountingMetrics;
+pub use authz::AuthzMetrics;
 pub use eap::EapMetrics;
 
 use std::net::SocketAddr;
@@ -49,6 +51,7 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub scrape_duration: Histogram,
     pub eap: EapMetrics,
+    pub authz: AuthzMetrics,
     pub accounting: Arc<AccountingMetrics>,
 }
 
@@ -135,6 +138,7 @@ impl Metrics {
             registry.register(c)?;
         }
         let eap = EapMetrics::register(&registry)?;
+        let authz = AuthzMetrics::register(&registry)?;
         let accounting = Arc::new(AccountingMetrics::register(&registry)?);
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -152,6 +156,7 @@ impl Metrics {
             build_info,
             scrape_duration,
             eap,
+            authz,
             accounting,
         }))
     }

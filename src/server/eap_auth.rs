@@ -7,7 +7,8 @@
 
 use std::time::Instant;
 
-use crate::authz::{Decision, Subject};
+use crate::authz::engine::Authz;
+use crate::authz::{Authorizer, Decision, Subject};
 use crate::config::EapConfig;
 use crate::eap::conversation::Granted;
 use crate::eap::packet::reassemble;
@@ -28,13 +29,25 @@ fn text(value: Option<&[u8]>) -> Option<&str> {
     value.and_then(|v| std::str::from_utf8(v).ok())
 }
 
+/// What the running configuration provides for EAP-TLS.
+#[derive(Clone, Copy)]
+pub struct Engines<'a> {
+    pub eap: &'a EapConfig,
+    pub tls: &'a TlsContext,
+    pub authz: &'a Authz,
+}
+
 pub async fn respond(
     shared: &Shared,
-    eap_config: &EapConfig,
-    tls: &TlsContext,
+    engines: Engines<'_>,
     request: &Request,
     packet: &Packet<'_>,
 ) -> Response {
+    let Engines {
+        eap: eap_config,
+        tls,
+        ..
+    } = engines;
     let m = &shared.metrics.eap;
     let settings = &eap_config.settings;
     let eap = reassemble(packet).unwrap_or_default();
@@ -56,8 +69,7 @@ pub async fn respond(
                     Some(est) => {
                         authorize(
                             shared,
-                            eap_config,
-                            tls,
+                            engines,
                             est,
                             &conv.outer_identity,
                             &request.client.name,
@@ -103,8 +115,11 @@ pub async fn respond(
 /// for resumed sessions, then the directory.
 async fn authorize(
     shared: &Shared,
-    eap_config: &EapConfig,
-    tls: &TlsContext,
+    Engines {
+        eap: eap_config,
+        tls,
+        authz,
+    }: Engines<'_>,
     est: &Established,
     outer_identity: &str,
     nas: &str,
@@ -139,10 +154,9 @@ async fn authorize(
         calling_station: text(packet.attribute(CALLING_STATION_ID)).map(str::to_string),
         resumed: est.resumed,
     };
-    let directory = &eap_config.directory;
-    let backend = crate::authz::Authorizer::name(directory.as_ref());
+    let backend = authz.name();
     let started = Instant::now();
-    let decision = crate::authz::Authorizer::authorize(directory.as_ref(), &subject).await;
+    let decision = authz.authorize(&subject).await;
     let m = &shared.metrics.eap;
     m.authz_seconds
         .with_label_values(&[backend])

@@ -198,12 +198,14 @@ async fn dispatch(shared: &Shared, request: &Request) -> Response {
         packet.code(),
         &runtime.config.eap,
         &runtime.tls,
+        &runtime.authz,
         &shared.accounting,
     ) {
-        (Code::AccessRequest, Some(eap), Some(tls), _) if packet.has_eap_message() => {
-            eap_auth::respond(shared, eap, tls, request, &packet).await
+        (Code::AccessRequest, Some(eap), Some(tls), Some(authz), _) if packet.has_eap_message() => {
+            let engines = eap_auth::Engines { eap, tls, authz };
+            eap_auth::respond(shared, engines, request, &packet).await
         }
-        (Code::AccountingRequest, _, _, Some(acct)) => {
+        (Code::AccountingRequest, _, _, _, Some(acct)) => {
             acct::respond(acct, &runtime.config.dictionary, request, &packet).await
         }
         _ => handler::respond(request),

@@ -26,6 +26,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::accounting::Accounting;
+use crate::authz::engine::Authz;
 use crate::config::{Config, load_crls};
 use crate::eap::table::ConversationTable;
 use crate::metrics::{self, Metrics, MetricsError};
@@ -57,21 +58,33 @@ pub struct Runtime {
     pub clients: ClientTable,
     /// Built from `config.eap`; None when EAP-TLS is not configured.
     pub tls: Option<TlsContext>,
+    /// Built from `config.eap.authz`: a reload gets a fresh cache and fresh
+    /// LDAP connections.
+    pub authz: Option<Arc<Authz>>,
 }
 
 impl Runtime {
     /// Builds the TLS configuration; the session store carries over so
     /// reloads keep resumption working.
-    fn new(config: Arc<Config>, sessions: &Arc<SessionStore>) -> Result<Self, TlsError> {
+    fn new(
+        config: Arc<Config>,
+        sessions: &Arc<SessionStore>,
+        metrics: &Metrics,
+    ) -> Result<Self, TlsError> {
         let clients = ClientTable::new(&config.clients);
         let tls = match &config.eap {
             Some(eap) => Some(TlsContext::build(&eap.material, &eap.tls_policy, sessions)?),
             None => None,
         };
+        let authz = config
+            .eap
+            .as_ref()
+            .map(|eap| Arc::new(Authz::new(eap.authz.clone(), metrics.authz.clone())));
         Ok(Runtime {
             config,
             clients,
             tls,
+            authz,
         })
     }
 }
@@ -164,7 +177,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     };
     let crl_refresh = config.eap.as_ref().map(|e| e.crl_refresh);
     let sessions = Arc::new(sessions);
-    let runtime = Runtime::new(Arc::new(config), &sessions)?;
+    let runtime = Runtime::new(Arc::new(config), &sessions, &metrics)?;
     let shared = Arc::new(Shared {
         runtime: ArcSwap::from_pointee(runtime),
         conversations: ConversationTable::new(eap_cap, eap_idle),
@@ -268,7 +281,7 @@ fn reload(shared: &Shared) {
                 tracing::warn!("listen addresses changed: they take effect at the next restart");
             }
             let clients = new.clients.len();
-            match Runtime::new(Arc::new(new), &shared.sessions) {
+            match Runtime::new(Arc::new(new), &shared.sessions, &shared.metrics) {
                 Ok(runtime) => {
                     shared.runtime.store(Arc::new(runtime));
                     shared.metrics.reloads.with_label_values(&["ok"]).inc();
@@ -314,7 +327,7 @@ fn refresh_crls(shared: &Shared) {
     let count = crls.len();
     eap.material.crls = crls;
     config.eap = Some(Arc::new(eap));
-    match Runtime::new(Arc::new(config), &shared.sessions) {
+    match Runtime::new(Arc::new(config), &shared.sessions, &shared.metrics) {
         Ok(runtime) => {
             shared.runtime.store(Arc::new(runtime));
             m.crl_reloads.with_label_values(&["ok"]).inc();

@@ -41,9 +41,15 @@ groups = ["staff"]
 [users."mallory@example.org"]
 groups = ["staff"]
 disabled = true
-[groups.staff]
+"#;
+
+/// The rule the users file's groups meet.
+pub const STAFF_RULE: &str = r#"
+[[authz.rule]]
+name = "staff"
+groups_any = "staff"
 vlan = 20
-reply = ["Filter-Id = staff", "Class = user={identity}", "Aruba-User-Role = employee"]
+reply = ["Filter-Id = {group}", "Class = user={identity}", "Aruba-User-Role = employee"]
 "#;
 
 impl Lab {
@@ -82,17 +88,25 @@ impl Lab {
         Lab { dir, pki, other }
     }
 
-    /// `[eap]`, `[tls]` and `[authz]` sections for the test server.
+    /// `[eap]`, `[tls]` and `[authz]` sections for the test server, with
+    /// the users file and the staff rule.
     pub fn config(&self, eap_extra: &str, tls_extra: &str) -> String {
+        let authz = format!(
+            "[authz]\ndirectory = \"file\"\nusers = {:?}\n{STAFF_RULE}",
+            self.dir.path().join("users.toml").display().to_string(),
+        );
+        self.config_with_authz(eap_extra, tls_extra, &authz)
+    }
+
+    /// `[eap]` and `[tls]`, then the given authorization sections.
+    pub fn config_with_authz(&self, eap_extra: &str, tls_extra: &str, authz: &str) -> String {
         let p = |n: &str| self.pki.path(n).display().to_string();
         format!(
-            "[eap]\n{eap_extra}\n[tls]\ncertificate = {:?}\nprivate_key = {:?}\nca = [{:?}]\ncrls = [{:?}]\n{tls_extra}\n\
-             [authz]\nbackend = \"file\"\nusers = {:?}\n",
+            "[eap]\n{eap_extra}\n[tls]\ncertificate = {:?}\nprivate_key = {:?}\nca = [{:?}]\ncrls = [{:?}]\n{tls_extra}\n{authz}\n",
             p("server.pem"),
             p("server.key"),
             p("ca.pem"),
             p("crl.pem"),
-            self.dir.path().join("users.toml").display().to_string(),
         )
     }
 

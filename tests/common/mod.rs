@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod lab;
+pub mod slapd;
 
 pub const SECRET: &str = "testing123";
 

@@ -1,0 +1,76 @@
+//! Case-insensitive glob patterns (`*` any run, `?` one character) for
+//! policy rules: issuers, OUs, SANs, NAS names, SSIDs.
+//!
+//! Hand-written because the need is a dozen lines and the `regex` crate
+//! would be a heavy dependency for it; globs are also what people write in
+//! controller configurations. Sans-I/O; it must not allocate per match.
+
+/// A compiled pattern, lower-cased once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    text: Vec<char>,
+}
+
+impl Pattern {
+    pub fn new(text: &str) -> Self {
+        Pattern {
+            text: text.chars().flat_map(char::to_lowercase).collect(),
+        }
+    }
+
+    /// Whether `value` matches the whole pattern, ignoring case.
+    pub fn matches(&self, value: &str) -> bool {
+        let value: Vec<char> = value.chars().flat_map(char::to_lowercase).collect();
+        glob(&self.text, &value)
+    }
+}
+
+/// Iterative matching with single-star backtracking: linear in practice,
+/// never exponential.
+fn glob(p: &[char], v: &[char]) -> bool {
+    let (mut pi, mut vi) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while vi < v.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, vi));
+                pi += 1;
+            }
+            Some(c) if *c == '?' || *c == v[vi] => {
+                pi += 1;
+                vi += 1;
+            }
+            _ => match star {
+                Some((sp, sv)) => {
+                    pi = sp + 1;
+                    vi = sv + 1;
+                    star = Some((sp, sv + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pattern;
+
+    #[test]
+    fn globs() {
+        let m = |p: &str, v: &str| Pattern::new(p).matches(v);
+        assert!(m("corp", "CORP"));
+        assert!(!m("corp", "corp-guest"));
+        assert!(m("corp*", "corp-guest"));
+        assert!(m("*@example.org", "alice@EXAMPLE.org"));
+        assert!(!m("*@example.org", "alice@example.org.evil"));
+        assert!(m("ap-??-*", "ap-12-floor3"));
+        assert!(!m("ap-??-*", "ap-1-floor3"));
+        assert!(m("*", ""));
+        assert!(!m("?", ""));
+        assert!(m("CN=*,O=Example", "cn=Issuing CA,o=example"));
+        assert!(m("a*b*c", "axxbyyc"));
+        assert!(!m("a*b*c", "axxbyy"));
+    }
+}

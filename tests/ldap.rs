@@ -1,0 +1,316 @@
+//! Authorization from a real OpenLDAP (`slapd` on an ephemeral loopback
+//! port, loaded with `common::slapd::LDIF`): groups, nested groups, the
+//! disabled filter, reply attributes and vendor attributes reaching
+//! eapol_test and the Rust supplicant, filter escaping, and the failure
+//! policy when slapd is stopped or frozen mid-run, with recovery.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use certgate::pki::{ClientOptions, KeyType};
+use certgate::radius::Code;
+use certgate::radius::crypto::Secret;
+use certgate::supplicant::{Outcome, Supplicant, Versions, client_config};
+use common::lab::*;
+use common::slapd::{BIND_DN, BIND_PASSWORD, Slapd};
+use common::{TestServer, loopback_client};
+use serde_json::Value;
+
+/// An identity made of LDAP filter metacharacters.
+const INJECTION: &str = "*)(uid=*";
+
+const RULES: &str = r#"
+[[authz.rule]]
+name = "employees"
+groups_any = "employees"
+vlan = 20
+reply = [
+    "Aruba-User-Role = employee",
+    "Fortinet-Group-Name = {group}",
+    "Cisco-AVPair = shell:priv-lvl=15",
+    "Class = dept={attr:departmentNumber}",
+]
+
+[[authz.rule]]
+name = "directory-down"
+groups_any = "directory-down"
+vlan = 99
+reply = ["Filter-Id = restricted"]
+"#;
+
+fn authz(slapd: &Slapd, groups: &str, extra: &str) -> String {
+    format!(
+        "[authz]\ndirectory = \"ldap\"\ntimeout = \"2s\"\n{extra}\n\
+         [authz.ldap]\nurls = [{:?}]\nbind_dn = {BIND_DN:?}\nbind_password = {BIND_PASSWORD:?}\n\
+         base = \"dc=example,dc=org\"\n\
+         user_filter = \"(&(objectClass=inetOrgPerson)(|(mail={{identity}})(uid={{identity}})))\"\n\
+         {groups}\n\
+         disabled_filter = \"(employeeType=disabled)\"\nattributes = [\"departmentNumber\"]\n\
+         connect_timeout = \"1s\"\noperation_timeout = \"1s\"\nbackoff_max = \"500ms\"\n{RULES}",
+        slapd.url()
+    )
+}
+
+const BY_SEARCH: &str = "groups = \"search\"\ngroup_base = \"ou=groups,dc=example,dc=org\"\nnested = \"recursive\"\nnested_depth = 2";
+const BY_MEMBER_OF: &str = "groups = \"attribute\"\nmember_attribute = \"memberOf\"\nnested = \"recursive\"\nnested_depth = 2";
+
+fn server(lab: &Lab, authz: &str) -> TestServer {
+    TestServer::start(&format!(
+        "{}{}",
+        loopback_client(""),
+        lab.config_with_authz("", "", authz)
+    ))
+}
+
+fn lab() -> Lab {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    lab.pki
+        .issue_client(INJECTION, &ClientOptions::default())
+        .expect("injection client");
+    lab
+}
+
+fn supplicant(lab: &Lab, name: &str) -> Supplicant {
+    let (cert, key) = lab.client_files(&lab.pki, name);
+    let config = client_config(&lab.pki.path("ca.pem"), &cert, &key, Versions::Tls13, false)
+        .expect("client config");
+    let mut s = Supplicant::new(config, name);
+    // Longer than any look-up here, so a slow answer is not retransmitted.
+    s.timeout = Duration::from_secs(6);
+    s
+}
+
+async fn authenticate(sup: &Supplicant, s: &TestServer) -> Outcome {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    sup.authenticate(&socket, s.auth, &Secret::new(common::SECRET.as_bytes()))
+        .await
+        .expect("conversation")
+}
+
+fn attribute(o: &Outcome, kind: u8) -> Option<&[u8]> {
+    o.attributes
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, v)| v.as_slice())
+}
+
+/// The vendor sub-attribute (type 1) of `vendor` in the reply.
+fn vsa(o: &Outcome, vendor: u32) -> Option<&[u8]> {
+    o.attributes
+        .iter()
+        .filter(|(k, _)| *k == 26)
+        .find(|(_, v)| v.len() > 6 && v[..4] == vendor.to_be_bytes() && v[4] == 1)
+        .map(|(_, v)| &v[6..])
+}
+
+fn rejection(s: &TestServer, n: usize) -> Value {
+    s.wait_nth(
+        |v| v["message"] == "access rejected",
+        n,
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|| panic!("fewer than {n} rejections"))
+}
+
+#[tokio::test]
+async fn ldap_groups_nested_groups_and_attributes_decide_the_reply() {
+    let slapd = Slapd::start();
+    let lab = lab();
+    for (strategy, groups) in [("search", BY_SEARCH), ("memberOf", BY_MEMBER_OF)] {
+        let s = server(&lab, &authz(&slapd, groups, ""));
+        // alice is in staff, which is in employees: only nesting gives her
+        // the employees rule.
+        let o = authenticate(&supplicant(&lab, ALICE), &s).await;
+        assert_eq!(o.code, Code::AccessAccept, "{strategy}: {o:?}");
+        assert!(o.mppe_keys_match);
+        assert_eq!(attribute(&o, 64), Some(&[1, 0, 0, 13][..]), "Tunnel-Type");
+        assert_eq!(
+            attribute(&o, 65),
+            Some(&[1, 0, 0, 6][..]),
+            "Tunnel-Medium-Type"
+        );
+        assert_eq!(attribute(&o, 81), Some(&b"\x0120"[..]), "{strategy}: VLAN");
+        assert_eq!(
+            attribute(&o, 25),
+            Some(&b"dept=42"[..]),
+            "{strategy}: Class"
+        );
+        assert_eq!(vsa(&o, 14823), Some(&b"employee"[..]), "Aruba-User-Role");
+        assert_eq!(
+            vsa(&o, 12356),
+            Some(&b"employees"[..]),
+            "Fortinet-Group-Name"
+        );
+        assert_eq!(vsa(&o, 9), Some(&b"shell:priv-lvl=15"[..]), "Cisco-AVPair");
+
+        let cases = [
+            (DISABLED, "disabled"),
+            (UNKNOWN, "unknown_identity"),
+            (CAROL, "no_matching_rule"),
+            // Escaped, the filter finds nobody; unescaped it would match
+            // every person (ambiguous → directory error) or be invalid.
+            (INJECTION, "unknown_identity"),
+        ];
+        for (n, (name, reason)) in cases.into_iter().enumerate() {
+            let o = authenticate(&supplicant(&lab, name), &s).await;
+            assert_eq!(o.code, Code::AccessReject, "{strategy} {name}");
+            let line = rejection(&s, n + 1);
+            assert_eq!(line["reason"], reason, "{strategy} {name}: {line}");
+        }
+        // A second authentication is answered from the cache.
+        let o = authenticate(&supplicant(&lab, ALICE), &s).await;
+        assert_eq!(o.code, Code::AccessAccept);
+        assert!(s.metric("certgate_authz_cache_hits_total") >= 1.0);
+        assert!(s.metric("certgate_authz_cache_misses_total") >= 5.0);
+        assert_eq!(
+            s.metric(
+                "certgate_authz_policy_decisions_total{outcome=\"accept\",rule=\"employees\"}"
+            ),
+            2.0
+        );
+        assert_eq!(
+            s.metric("certgate_authz_policy_decisions_total{outcome=\"reject\",rule=\"default\"}"),
+            1.0
+        );
+        let searches = format!(
+            "certgate_ldap_operation_duration_seconds_count{{operation=\"search\",server=\"{}\"}}",
+            slapd.url()
+        );
+        assert!(s.metric(&searches) >= 5.0, "{searches}");
+    }
+}
+
+#[test]
+fn eapol_test_sees_vlan_and_vendor_attributes_from_ldap() {
+    let slapd = Slapd::start();
+    let lab = lab();
+    let s = server(&lab, &authz(&slapd, BY_SEARCH, ""));
+    let conf = lab.eapol_conf(
+        &lab.pki,
+        ALICE,
+        &lab.pki.path("ca.pem"),
+        "  phase1=\"tls_disable_tlsv1_3=0\"",
+    );
+    let (ok, out) = eapol_test(&conf, s.auth, common::SECRET, &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("MPPE keys OK: 1  mismatch: 0"), "{out}");
+    for attr in [
+        "Attribute 64 (Tunnel-Type)",
+        "Attribute 65 (Tunnel-Medium-Type)",
+        "Attribute 81 (Tunnel-Private-Group-Id)",
+        "Attribute 25 (Class)",
+        "Attribute 26 (Vendor-Specific)",
+    ] {
+        assert!(out.contains(attr), "{attr} missing:\n{out}");
+    }
+    let conf = lab.eapol_conf(&lab.pki, DISABLED, &lab.pki.path("ca.pem"), "");
+    let (ok, out) = eapol_test(&conf, s.auth, common::SECRET, &[]);
+    assert!(!ok, "a disabled account must fail:\n{out}");
+    assert_eq!(rejection(&s, 1)["reason"], "disabled");
+}
+
+/// Retries until slapd is back and the backoff has passed; bounded.
+async fn until_vlan(sup: &Supplicant, s: &TestServer, want: &[u8]) -> Outcome {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = authenticate(sup, s).await;
+        if attribute(&o, 81) == Some(want) || Instant::now() > deadline {
+            return o;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn ldap_down_or_hung_gets_the_failure_policy_in_time_and_recovers() {
+    let mut slapd = Slapd::start();
+    let lab = lab();
+    // No cache, so every authentication asks slapd.
+    let no_cache = "cache_ttl = \"0s\"\nnegative_cache_ttl = \"0s\"\n";
+    let fallback = server(
+        &lab,
+        &authz(
+            &slapd,
+            BY_SEARCH,
+            &format!(
+                "{no_cache}on_directory_error = \"accept\"\nfallback_groups = [\"directory-down\"]"
+            ),
+        ),
+    );
+    let strict = server(&lab, &authz(&slapd, BY_SEARCH, no_cache));
+    let alice = supplicant(&lab, ALICE);
+    for s in [&fallback, &strict] {
+        let o = authenticate(&alice, s).await;
+        assert_eq!(attribute(&o, 81), Some(&b"\x0120"[..]), "before the outage");
+    }
+
+    // Hung: TCP accepted, no answer. The open connections time out.
+    slapd.freeze(true);
+    let started = Instant::now();
+    let o = authenticate(&alice, &fallback).await;
+    let hung = started.elapsed();
+    assert_eq!(o.code, Code::AccessAccept, "{o:?}");
+    assert_eq!(attribute(&o, 81), Some(&b"\x0199"[..]), "fallback VLAN");
+    assert_eq!(attribute(&o, 11), Some(&b"restricted"[..]));
+    let o = authenticate(&alice, &strict).await;
+    assert_eq!(o.code, Code::AccessReject);
+    assert_eq!(rejection(&strict, 1)["reason"], "directory_unavailable");
+    // Bounded by the configured 2 s (plus the handshake itself).
+    assert!(hung < Duration::from_secs(4), "hung look-up took {hung:?}");
+    slapd.freeze(false);
+    let o = until_vlan(&alice, &fallback, b"\x0120").await;
+    assert_eq!(
+        attribute(&o, 81),
+        Some(&b"\x0120"[..]),
+        "recovered after a hang"
+    );
+
+    // Stopped: connections refused.
+    slapd.stop();
+    let started = Instant::now();
+    let o = authenticate(&alice, &fallback).await;
+    assert_eq!(attribute(&o, 81), Some(&b"\x0199"[..]), "fallback VLAN");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let o = authenticate(&alice, &strict).await;
+    assert_eq!(o.code, Code::AccessReject);
+    assert_eq!(rejection(&strict, 2)["reason"], "directory_unavailable");
+    assert!(fallback.metric("certgate_ldap_failovers_total") == 0.0);
+    let errors = fallback.metrics_text();
+    assert!(
+        errors.contains("certgate_authz_directory_errors_total{directory=\"ldap\""),
+        "{errors}"
+    );
+
+    slapd.restart();
+    for s in [&fallback, &strict] {
+        let o = until_vlan(&alice, s, b"\x0120").await;
+        assert_eq!(
+            attribute(&o, 81),
+            Some(&b"\x0120"[..]),
+            "recovered after a restart"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_dead_first_server_fails_over_to_the_second() {
+    let slapd = Slapd::start();
+    let lab = lab();
+    // Port 1 on loopback refuses connections.
+    let text = authz(&slapd, BY_SEARCH, "").replacen(
+        &format!("urls = [{:?}]", slapd.url()),
+        &format!("urls = [\"ldap://127.0.0.1:1\", {:?}]", slapd.url()),
+        1,
+    );
+    let s = server(&lab, &text);
+    let o = authenticate(&supplicant(&lab, ALICE), &s).await;
+    assert_eq!(attribute(&o, 81), Some(&b"\x0120"[..]));
+    assert!(s.metric("certgate_ldap_failovers_total") >= 1.0);
+    assert!(
+        s.metric("certgate_ldap_errors_total{kind=\"connect\",server=\"ldap://127.0.0.1:1\"}")
+            >= 1.0
+    );
+}
