@@ -10,7 +10,7 @@ secs=${1:-10}
 conc=${CONCURRENCY:-16}
 source "$(dirname "$0")/lib.sh"
 bench_init
-printf '[default]\naccept = true\ngroups = ["all"]\n[groups.all]\nvlan = 20\n' > "$dir/users.toml"
+printf '[users."alice@example.org"]\ngroups = ["all"]\n' > "$dir/users.toml"
 
 printf '%-8s %-4s %-8s %12s %16s %10s %10s %14s\n' key tls mode "auth/s" "server ms/auth" "p50 ms" "p99 ms" "round trips"
 for key in ecdsa rsa; do
@@ -23,7 +23,10 @@ private_key = \"$pki/server.key\"
 ca = [\"$pki/ca.pem\"]
 crls = [\"$pki/crl.pem\"]
 [authz]
-users = \"$dir/users.toml\""
+users = \"$dir/users.toml\"
+[[authz.rule]]
+groups_any = \"all\"
+vlan = 20"
   bench_start
   port=$(bench_port auth)
   for tls in 1.2 1.3; do

@@ -26,6 +26,9 @@ pub const IN_CHAIN_OID: &str = "1.2.840.113556.1.4.1941";
 /// An upper bound on groups per identity, whatever the directory holds.
 const MAX_GROUPS: usize = 1000;
 
+/// Member DNs per OR-joined group search.
+const GROUP_BATCH: usize = 50;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupSource {
     /// DNs in an attribute of the user entry (`memberOf`).
@@ -200,7 +203,14 @@ impl LdapDirectory {
         let s = &*self.settings;
         let (user, realm) = identity.rsplit_once('@').unwrap_or((identity, ""));
         let values = [("identity", identity), ("user", user), ("realm", realm)];
-        let filter = s.user_filter.expand(&values);
+        let user_filter = s.user_filter.expand(&values);
+        // The common case (an enabled user) in one search: the disabled
+        // condition is folded into the filter, and only an empty answer
+        // needs a second search to tell "disabled" from "unknown".
+        let filter = match &s.disabled_filter {
+            Some(d) => format!("(&{user_filter}(!{}))", d.expand(&values)),
+            None => user_filter.clone(),
+        };
         let mut attrs: Vec<&str> = s.attributes.iter().map(String::as_str).collect();
         if let GroupSource::Attribute(a) = &s.groups {
             attrs.push(a);
@@ -211,32 +221,31 @@ impl LdapDirectory {
         let mut found = self
             .search(server, ldap, &s.base, Scope::Subtree, &filter, &attrs)
             .await?;
-        let user_entry = match found.len() {
-            0 => return Ok(Lookup::NotFound),
-            1 => found.remove(0),
-            n => {
-                return Err(DirectoryError::new(
-                    "ambiguous",
-                    format!("{n} entries match {filter:?}: the filter must find one"),
-                ));
-            }
-        };
-        let dn = user_entry.dn.clone();
-        if let Some(disabled) = &s.disabled_filter {
-            let hit = self
+        if found.is_empty() && s.disabled_filter.is_some() {
+            let any = self
                 .search(
                     server,
                     ldap,
-                    &dn,
-                    Scope::Base,
-                    &disabled.expand(&values),
+                    &s.base,
+                    Scope::Subtree,
+                    &user_filter,
                     &["1.1"],
                 )
                 .await?;
-            if !hit.is_empty() {
-                return Ok(Lookup::Disabled { dn });
-            }
+            return match any.len() {
+                0 => Ok(Lookup::NotFound),
+                1 => Ok(Lookup::Disabled {
+                    dn: any[0].dn.clone(),
+                }),
+                n => Err(ambiguous(n, &user_filter)),
+            };
         }
+        let user_entry = match found.len() {
+            0 => return Ok(Lookup::NotFound),
+            1 => found.remove(0),
+            n => return Err(ambiguous(n, &filter)),
+        };
+        let dn = user_entry.dn.clone();
         let attributes: HashMap<String, Vec<String>> = user_entry
             .attrs
             .into_iter()
@@ -339,18 +348,23 @@ impl LdapDirectory {
         let mut frontier = vec![user_dn.to_string()];
         for _ in 0..=self.levels() {
             let mut next = Vec::new();
-            for member in frontier {
-                let mut v = values.to_vec();
-                v.push(("dn", &member));
+            // One search per level (in chunks): the member filters of the
+            // whole frontier joined with OR.
+            for chunk in frontier.chunks(GROUP_BATCH) {
+                let filters: Vec<String> = chunk
+                    .iter()
+                    .map(|member| {
+                        let mut v = values.to_vec();
+                        v.push(("dn", member));
+                        filter.expand(&v)
+                    })
+                    .collect();
+                let joined = match filters.as_slice() {
+                    [one] => one.clone(),
+                    many => format!("(|{})", many.concat()),
+                };
                 let found = self
-                    .search(
-                        server,
-                        ldap,
-                        base,
-                        Scope::Subtree,
-                        &filter.expand(&v),
-                        &[name_attr],
-                    )
+                    .search(server, ldap, base, Scope::Subtree, &joined, &[name_attr])
                     .await?;
                 for e in found {
                     if !seen.insert(e.dn.to_ascii_lowercase()) || groups.len() >= MAX_GROUPS {
@@ -374,6 +388,13 @@ impl LdapDirectory {
         }
         Ok(groups)
     }
+}
+
+fn ambiguous(n: usize, filter: &str) -> DirectoryError {
+    DirectoryError::new(
+        "ambiguous",
+        format!("{n} entries match {filter:?}: the filter must find one"),
+    )
 }
 
 /// An attribute's values, whatever case the server spelled its name in.
