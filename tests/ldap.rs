@@ -314,3 +314,50 @@ async fn a_dead_first_server_fails_over_to_the_second() {
             >= 1.0
     );
 }
+
+#[tokio::test]
+async fn ldaps_and_starttls_verify_the_server_against_the_configured_ca() {
+    let lab = lab();
+    let ldap_pki = certgate::pki::Pki::open(&lab.dir.path().join("ldap-pki"));
+    ldap_pki
+        .init("127.0.0.1", KeyType::EcdsaP256)
+        .expect("ldap pki");
+    let slapd = Slapd::start_with_tls(Some((
+        ldap_pki.path("server.pem"),
+        ldap_pki.path("server.key"),
+    )));
+    let tls_port = slapd.tls_port.expect("ldaps port");
+    let ldap_ca = ldap_pki.path("ca.pem").display().to_string();
+    let wrong_ca = lab.pki.path("ca.pem").display().to_string();
+    let plain = format!("urls = [{:?}]", slapd.url());
+    for (urls, ca, accepted) in [
+        (
+            format!("urls = [\"ldaps://127.0.0.1:{tls_port}\"]"),
+            &ldap_ca,
+            true,
+        ),
+        (format!("{plain}\nstarttls = true"), &ldap_ca, true),
+        (
+            format!("urls = [\"ldaps://127.0.0.1:{tls_port}\"]"),
+            &wrong_ca,
+            false,
+        ),
+        (format!("{plain}\nstarttls = true"), &wrong_ca, false),
+    ] {
+        let text =
+            authz(&slapd, BY_SEARCH, "").replacen(&plain, &format!("{urls}\nca = {ca:?}"), 1);
+        let s = server(&lab, &text);
+        let o = authenticate(&supplicant(&lab, ALICE), &s).await;
+        if accepted {
+            assert_eq!(attribute(&o, 81), Some(&b"\x0120"[..]), "{urls}");
+        } else {
+            assert_eq!(o.code, Code::AccessReject, "{urls} with the wrong CA");
+            let line = rejection(&s, 1);
+            assert_eq!(line["reason"], "directory_unavailable", "{line}");
+            assert!(
+                line["detail"].as_str().unwrap_or("").contains("connect"),
+                "{line}"
+            );
+        }
+    }
+}

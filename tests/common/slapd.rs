@@ -85,6 +85,8 @@ pub struct Slapd {
     child: Option<Child>,
     dir: tempfile::TempDir,
     pub port: u16,
+    /// The ldaps:// port, when started with a certificate.
+    pub tls_port: Option<u16>,
 }
 
 fn free_port() -> u16 {
@@ -98,13 +100,28 @@ impl Slapd {
     /// Starts slapd and loads the LDIF through it (so the memberof
     /// overlay maintains memberOf).
     pub fn start() -> Slapd {
+        Self::start_with_tls(None)
+    }
+
+    /// `start`, also serving StartTLS on the ldap:// port and ldaps:// on
+    /// `tls_port`, with this (certificate, key) pair.
+    pub fn start_with_tls(tls: Option<(PathBuf, PathBuf)>) -> Slapd {
         let dir = tempfile::tempdir().expect("tempdir");
+        let tls_lines = match &tls {
+            Some((cert, key)) => format!(
+                "TLSCertificateFile {}\nTLSCertificateKeyFile {}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         std::fs::create_dir(dir.path().join("db")).expect("db dir");
         let conf = format!(
             "include /etc/ldap/schema/core.schema\n\
              include /etc/ldap/schema/cosine.schema\n\
              include /etc/ldap/schema/inetorgperson.schema\n\
              include /etc/ldap/schema/nis.schema\n\
+             {tls_lines}\
              pidfile {dir}/slapd.pid\n\
              modulepath /usr/lib/ldap\n\
              moduleload back_mdb\n\
@@ -126,11 +143,13 @@ impl Slapd {
             child: None,
             dir,
             port: 0,
+            tls_port: None,
         };
         // The port is chosen free and then handed to slapd: another process
         // could take it in between, so a failed start tries a new port.
         for _ in 0..5 {
             s.port = free_port();
+            s.tls_port = tls.as_ref().map(|_| free_port());
             if s.spawn() {
                 break;
             }
@@ -162,6 +181,13 @@ impl Slapd {
         format!("ldap://127.0.0.1:{}", self.port)
     }
 
+    fn listen_urls(&self) -> String {
+        match self.tls_port {
+            Some(p) => format!("{}/ ldaps://127.0.0.1:{p}/", self.url()),
+            None => format!("{}/", self.url()),
+        }
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
     }
@@ -178,7 +204,7 @@ impl Slapd {
         let mut child = Command::new(slapd)
             .args(["-d", "0", "-f"])
             .arg(self.dir.path().join("slapd.conf"))
-            .args(["-h", &format!("{}/", self.url())])
+            .args(["-h", &self.listen_urls()])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
