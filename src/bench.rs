@@ -271,41 +271,60 @@ pub async fn acct(load: &Load) -> std::io::Result<Report> {
                 return Op::Failed("build".into());
             }
             let request = b.finish_accounting_request(&load.secret);
-            let ra: [u8; 16] = match request[4..20].try_into() {
-                Ok(a) => a,
-                Err(_) => return Op::Failed("build".into()),
-            };
-            let started = Instant::now();
-            let mut buf = [0u8; 4096];
-            for _ in 0..3 {
-                if socket.send_to(&request, load.target).await.is_err() {
-                    return Op::Failed("send".into());
-                }
-                let got =
-                    tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buf)).await;
-                if let Ok(Ok((len, _))) = got {
-                    let Ok(reply) = crate::radius::Packet::decode(&buf[..len]) else {
-                        return Op::Failed("malformed reply".into());
-                    };
-                    if reply.identifier() != request[1] {
-                        continue;
-                    }
-                    if !crate::radius::crypto::verify_response_authenticator(
-                        &reply,
-                        &ra,
-                        &load.secret,
-                    ) {
-                        return Op::Failed("bad response authenticator".into());
-                    }
-                    return Op::Ok {
-                        latency: started.elapsed(),
-                        round_trips: 1,
-                        resumed: false,
-                    };
-                }
-            }
-            Op::Failed("timeout".into())
+            request_reply(&socket, &load, &request).await
         }
     })
     .await
+}
+
+/// One Status-Server (RFC 5997, with Message-Authenticator) per operation,
+/// to the port given as target.
+pub async fn status(load: &Load) -> std::io::Result<Report> {
+    let counter = Arc::new(AtomicU64::new(0));
+    run(load, move |socket, load| {
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        async move {
+            let authenticator: [u8; 16] = rand::random();
+            let b = crate::radius::PacketBuilder::new(Code::StatusServer, n as u8, true);
+            let request = b.finish_access_request(&authenticator, &load.secret);
+            request_reply(&socket, &load, &request).await
+        }
+    })
+    .await
+}
+
+/// Sends `request` (up to three times, 2 s apart) and waits for the reply
+/// with its Identifier and a valid Response Authenticator.
+async fn request_reply(socket: &UdpSocket, load: &Load, request: &[u8]) -> Op {
+    let Ok(ra) = <[u8; 16]>::try_from(&request[4..20]) else {
+        return Op::Failed("build".into());
+    };
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    for _ in 0..3 {
+        if socket.send_to(request, load.target).await.is_err() {
+            return Op::Failed("send".into());
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(Ok((len, _))) =
+            tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
+        {
+            let Ok(reply) = crate::radius::Packet::decode(&buf[..len]) else {
+                return Op::Failed("malformed reply".into());
+            };
+            if reply.identifier() != request[1] {
+                // A late answer to an earlier request on this socket.
+                continue;
+            }
+            if !crate::radius::crypto::verify_response_authenticator(&reply, &ra, &load.secret) {
+                return Op::Failed("bad response authenticator".into());
+            }
+            return Op::Ok {
+                latency: started.elapsed(),
+                round_trips: 1,
+                resumed: false,
+            };
+        }
+    }
+    Op::Failed("timeout".into())
 }

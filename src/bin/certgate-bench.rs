@@ -10,12 +10,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use certgate::bench::{self, Load};
 use certgate::radius::crypto::Secret;
-use certgate::supplicant::{Supplicant, Versions, client_config};
+use certgate::supplicant::{Supplicant, Versions, client_config_with};
 
 #[derive(Parser)]
 #[command(
     name = "certgate-bench",
-    about = "RADIUS load generator (EAP-TLS, accounting)"
+    about = "RADIUS load generator (EAP-TLS, accounting, Status-Server)"
 )]
 struct Cli {
     /// Server auth address.
@@ -70,10 +70,16 @@ enum Mode {
         resume: bool,
         #[arg(long, default_value_t = 1000)]
         fragment_size: usize,
+        /// Offer classic key exchange only (no X25519MLKEM768), like
+        /// OpenSSL 3.0 supplicants.
+        #[arg(long)]
+        no_pq: bool,
     },
     /// Accounting-Requests (Start / Interim-Update / Stop mix, unique
     /// session ids) to the accounting port given as --target.
     Acct,
+    /// Status-Server requests with Message-Authenticator.
+    Status,
 }
 
 fn main() -> ExitCode {
@@ -110,22 +116,27 @@ fn main() -> ExitCode {
                 tls,
                 resume,
                 fragment_size,
+                no_pq,
             } => {
                 let versions = match tls {
                     Tls::V12 => Versions::Tls12,
                     Tls::V13 => Versions::Tls13,
                 };
                 let clients = pki.join("clients");
-                let config = client_config(
+                let config = client_config_with(
                     &pki.join("ca.pem"),
                     &clients.join(format!("{name}.pem")),
                     &clients.join(format!("{name}.key")),
                     versions,
                     *resume,
+                    !*no_pq,
                 )
                 .map_err(|e| e.to_string())?;
                 let mut sup = Supplicant::new(config, name);
                 sup.fragment_size = *fragment_size;
+                // A load generator for any server: Message-Authenticator
+                // must be present and valid, not necessarily first.
+                sup.message_authenticator_first = false;
                 if cli.warmup > 0 {
                     let warm = Load {
                         count: Some(cli.warmup),
@@ -140,6 +151,7 @@ fn main() -> ExitCode {
                 bench::eap_tls(&load, sup).await.map_err(|e| e.to_string())
             }
             Mode::Acct => bench::acct(&load).await.map_err(|e| e.to_string()),
+            Mode::Status => bench::status(&load).await.map_err(|e| e.to_string()),
         }
     });
     match result {

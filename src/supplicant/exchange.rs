@@ -33,6 +33,10 @@ pub struct Exchange {
     identifier: u8,
     authenticator: [u8; 16],
     sent: u32,
+    /// Require Message-Authenticator as the first attribute of replies (the
+    /// BlastRADIUS mitigation certgate applies); other servers, FreeRADIUS
+    /// 3.2.1 among them, put it elsewhere.
+    pub message_authenticator_first: bool,
 }
 
 impl Exchange {
@@ -46,6 +50,7 @@ impl Exchange {
             identifier: rand::random(),
             authenticator: [0; 16],
             sent: 0,
+            message_authenticator_first: true,
         }
     }
 
@@ -87,7 +92,11 @@ impl Exchange {
         if !verify_response_authenticator(&p, &self.authenticator, &self.secret) {
             return Err("bad Response Authenticator".into());
         }
-        if p.message_authenticator_offset() != Some(crate::radius::HEADER_LEN) {
+        let offset = p.message_authenticator_offset();
+        if offset.is_none() {
+            return Err("Message-Authenticator missing".into());
+        }
+        if self.message_authenticator_first && offset != Some(crate::radius::HEADER_LEN) {
             return Err("Message-Authenticator missing or not first".into());
         }
         if !verify_reply_message_authenticator(&p, &self.authenticator, &self.secret) {

@@ -57,6 +57,20 @@ pub fn client_config(
     versions: Versions,
     resumption: bool,
 ) -> Result<Arc<ClientConfig>, SupplicantError> {
+    client_config_with(ca, certificate, key, versions, resumption, true)
+}
+
+/// `client_config`; `post_quantum = false` offers classic key exchange
+/// only (X25519, P-256, P-384), as OpenSSL 3.0-based supplicants do, so a
+/// server without the hybrid group is not sent a share it must refuse.
+pub fn client_config_with(
+    ca: &Path,
+    certificate: &Path,
+    key: &Path,
+    versions: Versions,
+    resumption: bool,
+    post_quantum: bool,
+) -> Result<Arc<ClientConfig>, SupplicantError> {
     let setup = |what: &Path, e: &dyn std::fmt::Display| {
         SupplicantError::Setup(format!("{}: {e}", what.display()))
     };
@@ -71,7 +85,13 @@ pub fn client_config(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| setup(certificate, &e))?;
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| setup(key, &e))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if !post_quantum {
+        provider
+            .kx_groups
+            .retain(|g| g.name() != rustls::NamedGroup::X25519MLKEM768);
+    }
+    let provider = Arc::new(provider);
     let v: &[&'static rustls::SupportedProtocolVersion] = match versions {
         Versions::Tls12 => &[&rustls::version::TLS12],
         Versions::Tls13 => &[&rustls::version::TLS13],
@@ -101,6 +121,8 @@ pub struct Supplicant {
     /// Per-attempt reply timeout and attempts per request.
     pub timeout: Duration,
     pub attempts: u32,
+    /// See `Exchange::message_authenticator_first` (default true).
+    pub message_authenticator_first: bool,
 }
 
 /// How a conversation ended.
@@ -130,6 +152,7 @@ impl Supplicant {
             framed_mtu: None,
             timeout: Duration::from_secs(2),
             attempts: 3,
+            message_authenticator_first: true,
         }
     }
 
@@ -147,6 +170,7 @@ impl Supplicant {
             self.fragment_size,
         )?;
         let mut ex = Exchange::new(secret.clone(), &self.identity);
+        ex.message_authenticator_first = self.message_authenticator_first;
         ex.calling_station = self.calling_station.clone();
         ex.framed_mtu = self.framed_mtu;
         let mut eap = peer.identity_response(rand::random());

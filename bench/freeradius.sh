@@ -1,0 +1,150 @@
+# FreeRADIUS (Debian package freeradius, 3.2.x) configured like the certgate
+# under test, for bench/compare.sh (source it after lib.sh):
+#
+#   fr_config PKI CACHE FRAG     write $dir/fr: Debian's radiusd.conf (runs as
+#                                root, logs to a file, no debug), one virtual
+#                                server on free loopback ports with Status-
+#                                Server on, client "bench"/testing123, the
+#                                eap module with EAP-TLS only (TLS 1.2-1.3, the
+#                                PKI's server certificate and CA, TLS session
+#                                cache yes/no (on disk: FreeRADIUS 3.2 has no
+#                                in-memory one), fragment size FRAG), the same
+#                                VLAN reply as certgate, and a detail file for
+#                                accounting (not synced: FreeRADIUS does not)
+#   fr_start                     start it; sets $fr_pid, $fr_auth, $fr_acct
+#   fr_stop
+
+fr_free_port() {
+  python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+fr_config() {
+  local pki=$1 cache=$2 frag=$3 fr="$dir/fr"
+  rm -rf "$fr"
+  mkdir -p "$fr/mods-enabled" "$fr/sites-enabled" "$fr/run" "$fr/log" "$fr/tlscache"
+  # Debian's main file and dictionaries; our own modules and site.
+  sed -e "s|^\s*user = freerad|#|" -e "s|^\s*group = freerad|#|" \
+      -e "s|^logdir = .*|logdir = $fr/log|" -e "s|^run_dir = .*|run_dir = $fr/run|" \
+      -e "s|^\$INCLUDE clients.conf|\$INCLUDE $fr/clients.conf|" \
+      -e "s|^\s*auth = no|auth = no|" \
+      /etc/freeradius/3.0/radiusd.conf > "$fr/radiusd.conf"
+  cp -r /etc/freeradius/3.0/dictionary /etc/freeradius/3.0/policy.d /etc/freeradius/3.0/templates.conf \
+        /etc/freeradius/3.0/trigger.conf /etc/freeradius/3.0/mods-config "$fr/"
+  touch "$fr/proxy.conf"
+  cat > "$fr/clients.conf" <<CONF
+client bench {
+  ipaddr = 127.0.0.1
+  secret = testing123
+  require_message_authenticator = no
+}
+CONF
+  cat > "$fr/mods-enabled/always" <<'CONF'
+always ok {
+  rcode = ok
+}
+CONF
+  cat > "$fr/mods-enabled/detail" <<CONF
+detail {
+  filename = $fr/log/detail
+  escape_filenames = no
+  permissions = 0600
+  header = "%t"
+}
+CONF
+  cat > "$fr/mods-enabled/eap" <<CONF
+eap {
+  default_eap_type = tls
+  timer_expire = 60
+  ignore_unknown_eap_types = no
+  cisco_accounting_username_bug = no
+  max_sessions = \${max_requests}
+  tls-config tls-common {
+    private_key_file = $pki/server.key
+    certificate_file = $pki/server.pem
+    ca_file = $pki/ca.pem
+    cipher_list = "DEFAULT"
+    cipher_server_preference = no
+    tls_min_version = "1.2"
+    tls_max_version = "1.3"
+    ecdh_curve = ""
+    fragment_size = $frag
+    include_length = yes
+    check_crl = no
+    cache {
+      enable = $cache
+      lifetime = 1
+      max_entries = 10000
+      # FreeRADIUS 3.2 keeps resumable sessions only on disk (its OpenSSL
+      # in-memory cache is disabled): two files per session.
+      name = "bench"
+      persist_dir = "$fr/tlscache"
+    }
+    verify {
+    }
+    ocsp {
+      enable = no
+    }
+  }
+  tls {
+    tls = tls-common
+  }
+}
+CONF
+  fr_auth=$(fr_free_port)
+  fr_acct=$(fr_free_port)
+  cat > "$fr/sites-enabled/bench" <<CONF
+server bench {
+  listen {
+    type = auth
+    ipaddr = 127.0.0.1
+    port = $fr_auth
+  }
+  listen {
+    type = acct
+    ipaddr = 127.0.0.1
+    port = $fr_acct
+  }
+  authorize {
+    eap {
+      ok = return
+    }
+  }
+  authenticate {
+    eap
+  }
+  preacct {
+  }
+  accounting {
+    detail
+  }
+  post-auth {
+    update reply {
+      Tunnel-Type := VLAN
+      Tunnel-Medium-Type := IEEE-802
+      Tunnel-Private-Group-Id := "20"
+    }
+  }
+}
+CONF
+}
+
+fr_start() {
+  freeradius -d "$dir/fr" -f -l "$dir/fr/log/radius.log" > "$dir/fr/log/stdout" 2>&1 &
+  fr_pid=$!
+  for _ in $(seq 200); do
+    if echo "Message-Authenticator = 0x00" | radclient -q -r 1 -t 1 "127.0.0.1:$fr_auth" status testing123 > /dev/null 2>&1; then
+      return 0
+    fi
+    kill -0 $fr_pid 2> /dev/null || break
+    sleep 0.05
+  done
+  echo "FreeRADIUS did not start:" >&2
+  cat "$dir/fr/log/stdout" "$dir/fr/log/radius.log" >&2 2> /dev/null
+  return 1
+}
+
+fr_stop() {
+  kill $fr_pid 2> /dev/null || true
+  wait $fr_pid 2> /dev/null || true
+  fr_pid=""
+}
