@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use certgate::pki::KeyType;
 use certgate::radius::crypto::Secret;
-use certgate::supplicant::{Supplicant, Versions, client_config};
+use certgate::supplicant::{Versions, client_config};
 use common::lab::*;
 use common::{TestServer, loopback_client};
-use serde_json::Value;
 
 fn server(lab: &Lab, eap_extra: &str, tls_extra: &str) -> TestServer {
     TestServer::start(&format!(
@@ -19,13 +18,6 @@ fn server(lab: &Lab, eap_extra: &str, tls_extra: &str) -> TestServer {
         loopback_client(""),
         lab.config(eap_extra, tls_extra)
     ))
-}
-
-/// The n-th "access accepted" or "access rejected" log line.
-fn outcome(server: &TestServer, message: &str, n: usize) -> Value {
-    server
-        .wait_nth(|v| v["message"] == message, n, Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("fewer than {n} {message:?} log lines"))
 }
 
 const TLS13: &str = "  phase1=\"tls_disable_tlsv1_3=0\"";
@@ -216,29 +208,12 @@ fn eapol_test_reauthentication_resumes_every_time() {
     }
 }
 
-/// One whole conversation of `sup` against `s`, from a fresh socket.
-async fn authenticate(sup: &Supplicant, s: &TestServer) -> certgate::supplicant::Outcome {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    sup.authenticate(&socket, s.auth, &Secret::new(common::SECRET.as_bytes()))
-        .await
-        .expect("conversation")
-}
-
-fn rust_supplicant(lab: &Lab, name: &str, versions: Versions, resumption: bool) -> Supplicant {
-    let (cert, key) = lab.client_files(&lab.pki, name);
-    let config = client_config(&lab.pki.path("ca.pem"), &cert, &key, versions, resumption)
-        .expect("client config");
-    Supplicant::new(config, name)
-}
-
 #[tokio::test]
 async fn rust_supplicant_checks_keys_attributes_and_resumption() {
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "", "");
     for versions in [Versions::Tls12, Versions::Tls13] {
-        let sup = rust_supplicant(&lab, ALICE, versions, true);
+        let sup = lab.supplicant(ALICE, versions, true);
         for resumed in [false, true, true] {
             let o = authenticate(&sup, &s).await;
             assert_eq!(o.code, certgate::radius::Code::AccessAccept, "{o:?}");
@@ -268,7 +243,7 @@ async fn rust_supplicant_checks_keys_attributes_and_resumption() {
             }
         }
     }
-    let disabled = rust_supplicant(&lab, DISABLED, Versions::Both, false);
+    let disabled = lab.supplicant(DISABLED, Versions::Both, false);
     let o = authenticate(&disabled, &s).await;
     assert_eq!(o.code, certgate::radius::Code::AccessReject);
 }
@@ -277,7 +252,7 @@ async fn rust_supplicant_checks_keys_attributes_and_resumption() {
 async fn identity_binding_exact_rejects_a_foreign_outer_identity() {
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "identity_binding = \"exact\"", "");
-    let mut sup = rust_supplicant(&lab, ALICE, Versions::Tls13, false);
+    let mut sup = lab.supplicant(ALICE, Versions::Tls13, false);
     sup.identity = "bob@example.org".into();
     let o = authenticate(&sup, &s).await;
     assert_eq!(o.code, certgate::radius::Code::AccessReject);
@@ -330,7 +305,7 @@ fn metrics_page_passes_promtool_after_eap() {
 async fn revocation_after_sighup_stops_full_and_resumed_authentications() {
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "", "");
-    let resuming = rust_supplicant(&lab, ALICE, Versions::Tls13, true);
+    let resuming = lab.supplicant(ALICE, Versions::Tls13, true);
     let o = authenticate(&resuming, &s).await;
     assert_eq!(o.code, certgate::radius::Code::AccessAccept);
 
@@ -354,7 +329,7 @@ async fn revocation_after_sighup_stops_full_and_resumed_authentications() {
             .contains("on resumption"),
         "{line}"
     );
-    let full = rust_supplicant(&lab, ALICE, Versions::Tls12, false);
+    let full = lab.supplicant(ALICE, Versions::Tls12, false);
     let o = authenticate(&full, &s).await;
     assert_eq!(o.code, certgate::radius::Code::AccessReject);
     assert_eq!(
@@ -500,7 +475,7 @@ fn sighup_swaps_the_server_certificate_without_dropping_conversations() {
 async fn crls_are_reread_periodically() {
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "", "crl_refresh = \"1s\"");
-    let sup = rust_supplicant(&lab, ALICE, Versions::Tls12, false);
+    let sup = lab.supplicant(ALICE, Versions::Tls12, false);
     let o = authenticate(&sup, &s).await;
     assert_eq!(o.code, certgate::radius::Code::AccessAccept);
     lab.pki.revoke(ALICE).expect("revoke");
@@ -522,12 +497,12 @@ async fn an_unreadable_crl_keeps_the_loaded_ones() {
     .expect("the failure is logged");
     assert!(s.metric("certgate_crl_reloads_total{result=\"failed\"}") >= 1.0);
     // Still serving with the CRLs loaded at start: alice in, the revoked out.
-    let alice = rust_supplicant(&lab, ALICE, Versions::Tls13, false);
+    let alice = lab.supplicant(ALICE, Versions::Tls13, false);
     assert_eq!(
         authenticate(&alice, &s).await.code,
         certgate::radius::Code::AccessAccept
     );
-    let revoked = rust_supplicant(&lab, REVOKED, Versions::Tls13, false);
+    let revoked = lab.supplicant(REVOKED, Versions::Tls13, false);
     assert_eq!(
         authenticate(&revoked, &s).await.code,
         certgate::radius::Code::AccessReject

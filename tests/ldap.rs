@@ -10,15 +10,15 @@ use std::time::{Duration, Instant};
 
 use certgate::pki::{ClientOptions, KeyType};
 use certgate::radius::Code;
-use certgate::radius::crypto::Secret;
-use certgate::supplicant::{Outcome, Supplicant, Versions, client_config};
+use certgate::supplicant::{Outcome, Supplicant, Versions};
 use common::lab::*;
 use common::slapd::{BIND_DN, BIND_PASSWORD, Slapd};
 use common::{TestServer, loopback_client};
-use serde_json::Value;
 
 /// An identity made of LDAP filter metacharacters.
 const INJECTION: &str = "*)(uid=*";
+/// Two LDAP entries carry this mail address.
+const TWIN: &str = "twin@example.org";
 
 const RULES: &str = r#"
 [[authz.rule]]
@@ -65,29 +65,19 @@ fn server(lab: &Lab, authz: &str) -> TestServer {
 
 fn lab() -> Lab {
     let lab = Lab::new(KeyType::EcdsaP256);
-    lab.pki
-        .issue_client(INJECTION, &ClientOptions::default())
-        .expect("injection client");
+    for name in [INJECTION, TWIN] {
+        lab.pki
+            .issue_client(name, &ClientOptions::default())
+            .expect("extra client");
+    }
     lab
 }
 
 fn supplicant(lab: &Lab, name: &str) -> Supplicant {
-    let (cert, key) = lab.client_files(&lab.pki, name);
-    let config = client_config(&lab.pki.path("ca.pem"), &cert, &key, Versions::Tls13, false)
-        .expect("client config");
-    let mut s = Supplicant::new(config, name);
+    let mut s = lab.supplicant(name, Versions::Tls13, false);
     // Longer than any look-up here, so a slow answer is not retransmitted.
     s.timeout = Duration::from_secs(6);
     s
-}
-
-async fn authenticate(sup: &Supplicant, s: &TestServer) -> Outcome {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    sup.authenticate(&socket, s.auth, &Secret::new(common::SECRET.as_bytes()))
-        .await
-        .expect("conversation")
 }
 
 fn attribute(o: &Outcome, kind: u8) -> Option<&[u8]> {
@@ -104,15 +94,6 @@ fn vsa(o: &Outcome, vendor: u32) -> Option<&[u8]> {
         .filter(|(k, _)| *k == 26)
         .find(|(_, v)| v.len() > 6 && v[..4] == vendor.to_be_bytes() && v[4] == 1)
         .map(|(_, v)| &v[6..])
-}
-
-fn rejection(s: &TestServer, n: usize) -> Value {
-    s.wait_nth(
-        |v| v["message"] == "access rejected",
-        n,
-        Duration::from_secs(10),
-    )
-    .unwrap_or_else(|| panic!("fewer than {n} rejections"))
 }
 
 #[tokio::test]
@@ -157,7 +138,7 @@ async fn ldap_groups_nested_groups_and_attributes_decide_the_reply() {
         for (n, (name, reason)) in cases.into_iter().enumerate() {
             let o = authenticate(&supplicant(&lab, name), &s).await;
             assert_eq!(o.code, Code::AccessReject, "{strategy} {name}");
-            let line = rejection(&s, n + 1);
+            let line = outcome(&s, "access rejected", n + 1);
             assert_eq!(line["reason"], reason, "{strategy} {name}: {line}");
         }
         // A second authentication is answered from the cache.
@@ -209,7 +190,7 @@ fn eapol_test_sees_vlan_and_vendor_attributes_from_ldap() {
     let conf = lab.eapol_conf(&lab.pki, DISABLED, &lab.pki.path("ca.pem"), "");
     let (ok, out) = eapol_test(&conf, s.auth, common::SECRET, &[]);
     assert!(!ok, "a disabled account must fail:\n{out}");
-    assert_eq!(rejection(&s, 1)["reason"], "disabled");
+    assert_eq!(outcome(&s, "access rejected", 1)["reason"], "disabled");
 }
 
 /// Retries until slapd is back and the backoff has passed; bounded.
@@ -257,7 +238,10 @@ async fn ldap_down_or_hung_gets_the_failure_policy_in_time_and_recovers() {
     assert_eq!(attribute(&o, 11), Some(&b"restricted"[..]));
     let o = authenticate(&alice, &strict).await;
     assert_eq!(o.code, Code::AccessReject);
-    assert_eq!(rejection(&strict, 1)["reason"], "directory_unavailable");
+    assert_eq!(
+        outcome(&strict, "access rejected", 1)["reason"],
+        "directory_unavailable"
+    );
     // Bounded by the configured 2 s (plus the handshake itself).
     assert!(hung < Duration::from_secs(4), "hung look-up took {hung:?}");
     slapd.freeze(false);
@@ -276,7 +260,10 @@ async fn ldap_down_or_hung_gets_the_failure_policy_in_time_and_recovers() {
     assert!(started.elapsed() < Duration::from_secs(4));
     let o = authenticate(&alice, &strict).await;
     assert_eq!(o.code, Code::AccessReject);
-    assert_eq!(rejection(&strict, 2)["reason"], "directory_unavailable");
+    assert_eq!(
+        outcome(&strict, "access rejected", 2)["reason"],
+        "directory_unavailable"
+    );
     assert!(fallback.metric("certgate_ldap_failovers_total") == 0.0);
     let errors = fallback.metrics_text();
     assert!(
@@ -352,7 +339,7 @@ async fn ldaps_and_starttls_verify_the_server_against_the_configured_ca() {
             assert_eq!(attribute(&o, 81), Some(&b"\x0120"[..]), "{urls}");
         } else {
             assert_eq!(o.code, Code::AccessReject, "{urls} with the wrong CA");
-            let line = rejection(&s, 1);
+            let line = outcome(&s, "access rejected", 1);
             assert_eq!(line["reason"], "directory_unavailable", "{line}");
             assert!(
                 line["detail"].as_str().unwrap_or("").contains("connect"),
@@ -360,4 +347,42 @@ async fn ldaps_and_starttls_verify_the_server_against_the_configured_ca() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn ambiguous_entries_and_a_refused_bind_are_directory_errors() {
+    let slapd = Slapd::start();
+    let lab = lab();
+    let s = server(&lab, &authz(&slapd, BY_SEARCH, ""));
+    let o = authenticate(&supplicant(&lab, TWIN), &s).await;
+    assert_eq!(o.code, Code::AccessReject);
+    let line = outcome(&s, "access rejected", 1);
+    assert_eq!(line["reason"], "directory_unavailable", "{line}");
+    assert!(
+        line["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ambiguous: 2 entries"),
+        "{line}"
+    );
+
+    let wrong = authz(&slapd, BY_SEARCH, "").replacen(
+        &format!("bind_password = {BIND_PASSWORD:?}"),
+        "bind_password = \"not-the-password\"",
+        1,
+    );
+    let s = server(&lab, &wrong);
+    let o = authenticate(&supplicant(&lab, ALICE), &s).await;
+    assert_eq!(o.code, Code::AccessReject);
+    let line = outcome(&s, "access rejected", 1);
+    assert_eq!(line["reason"], "directory_unavailable", "{line}");
+    assert!(
+        line["detail"].as_str().unwrap_or("").contains("bind as"),
+        "{line}"
+    );
+    let bind_errors = format!(
+        "certgate_ldap_errors_total{{kind=\"bind\",server=\"{}\"}}",
+        slapd.url()
+    );
+    assert_eq!(s.metric(&bind_errors), 1.0);
 }

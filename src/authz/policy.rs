@@ -185,8 +185,9 @@ impl Policy {
     /// label: rule names come from configuration, so they are bounded).
     pub fn evaluate(&self, subject: &Subject, entry: &Entry) -> (&str, Decision) {
         let names: Vec<&str> = entry.groups.iter().map(|g| g.name.as_str()).collect();
+        let facts = Facts::of(subject);
         for rule in &self.rules {
-            let Some(group) = rule.matches(subject, entry) else {
+            let Some(group) = rule.matches(&facts, entry) else {
                 continue;
             };
             let decision = match &rule.action {
@@ -256,7 +257,7 @@ impl Rule {
     /// None when the rule does not apply; otherwise the group `{group}`
     /// stands for (the first one the rule matched on, else the entry's
     /// first).
-    fn matches<'e>(&self, s: &Subject, entry: &'e Entry) -> Option<Option<&'e Group>> {
+    fn matches<'e>(&self, facts: &Facts<'_>, entry: &'e Entry) -> Option<Option<&'e Group>> {
         let mut group = None;
         if !self.groups_any.is_empty() {
             group = Some(
@@ -270,28 +271,53 @@ impl Rule {
             let g = entry.groups.iter().find(|g| group_matches(p, g))?;
             group.get_or_insert(g);
         }
-        let c = &s.certificate;
-        let sans: Vec<&str> = c
-            .emails
-            .iter()
-            .chain(&c.upns)
-            .chain(&c.dns)
-            .chain(&c.uris)
-            .map(String::as_str)
-            .collect();
-        let ous: Vec<&str> = c.ous.iter().map(String::as_str).collect();
-        let called = s.called_station.as_deref();
-        let ok = any(&self.identity, &[&s.identity])
-            && any(&self.issuer, &[&c.issuer])
-            && any(&self.ou, &ous)
-            && any(&self.san, &sans)
-            && any(&self.nas, &[&s.nas])
-            && any(&self.realm, &[realm(s)])
+        let f = facts;
+        let ok = any(&self.identity, &[f.identity])
+            && any(&self.issuer, &[f.issuer])
+            && any(&self.ou, &f.ous)
+            && any(&self.san, &f.sans)
+            && any(&self.nas, &[f.nas])
+            && any(&self.realm, &[f.realm])
             && (self.called_station.is_empty()
-                || called.is_some_and(|v| any(&self.called_station, &[v])))
-            && (self.ssid.is_empty()
-                || called.and_then(ssid).is_some_and(|v| any(&self.ssid, &[v])));
+                || f.called.is_some_and(|v| any(&self.called_station, &[v])))
+            && (self.ssid.is_empty() || f.ssid.is_some_and(|v| any(&self.ssid, &[v])));
         ok.then_some(group.or(entry.groups.first()))
+    }
+}
+
+/// What rules match on, gathered once per evaluation.
+struct Facts<'a> {
+    identity: &'a str,
+    issuer: &'a str,
+    ous: Vec<&'a str>,
+    sans: Vec<&'a str>,
+    nas: &'a str,
+    realm: &'a str,
+    called: Option<&'a str>,
+    ssid: Option<&'a str>,
+}
+
+impl<'a> Facts<'a> {
+    fn of(s: &'a Subject) -> Self {
+        let c = &s.certificate;
+        let called = s.called_station.as_deref();
+        Facts {
+            identity: &s.identity,
+            issuer: &c.issuer,
+            ous: c.ous.iter().map(String::as_str).collect(),
+            sans: c
+                .emails
+                .iter()
+                .chain(&c.upns)
+                .chain(&c.dns)
+                .chain(&c.uris)
+                .map(String::as_str)
+                .collect(),
+            nas: &s.nas,
+            realm: realm(s),
+            called,
+            ssid: called.and_then(ssid),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 
-use super::{Problems, parse_duration, read_secret, resolve};
+use super::{Problems, either, parse_duration, read_secret, resolve};
 use crate::authz::cache::CacheSettings;
 use crate::authz::engine::{AuthzSettings, DirectoryKind, OnError};
 use crate::authz::file::{FileDirectory, RawUsers};
@@ -111,17 +111,6 @@ impl Default for RawLdap {
             connections: 2,
             backoff_max: "30s".into(),
         }
-    }
-}
-
-fn either(p: &mut Problems, key: &str, value: &str, no: &str, yes: &str) -> bool {
-    if value == yes {
-        true
-    } else {
-        if value != no {
-            p.add(key, format!("{value:?} is not \"{no}\" or \"{yes}\""));
-        }
-        false
     }
 }
 

@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use serde::Deserialize;
 
 use super::authz::{self, RawAuthz};
-use super::{Problems, parse_duration, resolve};
+use super::{Problems, either, parse_duration, resolve};
 use crate::authz::engine::AuthzSettings;
 use crate::dictionary::Dictionary;
 use crate::eap::service::EapSettings;
@@ -138,17 +138,6 @@ fn version(p: &mut Problems, key: &str, s: &str) -> TlsVersion {
     }
 }
 
-fn reject_or_allow(p: &mut Problems, key: &str, s: &str) -> bool {
-    match s {
-        "reject" => true,
-        "allow" => false,
-        other => {
-            p.add(key, format!("{other:?} is not \"reject\" or \"allow\""));
-            true
-        }
-    }
-}
-
 pub(super) fn validate(
     p: &mut Problems,
     base: &Path,
@@ -203,8 +192,8 @@ pub(super) fn validate(
     let tls_policy = TlsPolicy {
         min_version: version(p, "tls.min_version", &tls.min_version),
         max_version: version(p, "tls.max_version", &tls.max_version),
-        crl_missing_rejects: reject_or_allow(p, "tls.crl_missing", &tls.crl_missing),
-        crl_expired_rejects: reject_or_allow(p, "tls.crl_expired", &tls.crl_expired),
+        crl_missing_rejects: either(p, "tls.crl_missing", &tls.crl_missing, "allow", "reject"),
+        crl_expired_rejects: either(p, "tls.crl_expired", &tls.crl_expired, "allow", "reject"),
         require_client_auth_eku: tls.require_client_auth_eku,
         resumption: tls.resumption,
         session_lifetime: parse_duration(p, "tls.session_lifetime", &tls.session_lifetime),

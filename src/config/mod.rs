@@ -241,6 +241,15 @@ fn parse_network(text: &str) -> Option<IpNet> {
         .map(|n| n.trunc())
 }
 
+/// A key that takes one of two words; true for `yes`. A bad word is a
+/// problem (start-up stops), so the value returned for it does not matter.
+fn either(p: &mut Problems, key: &str, value: &str, no: &str, yes: &str) -> bool {
+    if value != no && value != yes {
+        p.add(key, format!("{value:?} is not \"{no}\" or \"{yes}\""));
+    }
+    value == yes
+}
+
 /// A secret given inline, in a file (trailing newline removed) or in an
 /// environment variable: exactly one of the three. `key` names the inline
 /// key; the others are `key_file` and `key_env`.

@@ -6,7 +6,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::time::Duration;
+
 use certgate::pki::{ClientOptions, KeyType, Pki};
+use certgate::radius::crypto::Secret;
+use certgate::supplicant::{Outcome, Supplicant, Versions, client_config};
+use serde_json::Value;
+
+use super::TestServer;
 
 pub const ALICE: &str = "alice@example.org";
 /// Issued through the intermediate CA.
@@ -110,6 +117,14 @@ impl Lab {
         )
     }
 
+    /// The Rust test supplicant with `name`'s certificate from this lab's PKI.
+    pub fn supplicant(&self, name: &str, versions: Versions, resumption: bool) -> Supplicant {
+        let (cert, key) = self.client_files(&self.pki, name);
+        let config = client_config(&self.pki.path("ca.pem"), &cert, &key, versions, resumption)
+            .expect("client config");
+        Supplicant::new(config, name)
+    }
+
     pub fn client_files(&self, pki: &Pki, name: &str) -> (PathBuf, PathBuf) {
         (
             pki.dir().join("clients").join(format!("{name}.pem")),
@@ -161,4 +176,21 @@ pub fn eapol_test(conf: &Path, server: SocketAddr, secret: &str, args: &[&str]) 
     );
     let success = out.status.success() && text.lines().any(|l| l == "SUCCESS");
     (success, text)
+}
+
+/// One whole conversation of `sup` against `s`, from a fresh socket.
+pub async fn authenticate(sup: &Supplicant, s: &TestServer) -> Outcome {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    sup.authenticate(&socket, s.auth, &Secret::new(super::SECRET.as_bytes()))
+        .await
+        .expect("conversation")
+}
+
+/// The n-th "access accepted" or "access rejected" log line.
+pub fn outcome(server: &TestServer, message: &str, n: usize) -> Value {
+    server
+        .wait_nth(|v| v["message"] == message, n, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("fewer than {n} {message:?} log lines"))
 }

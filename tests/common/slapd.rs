@@ -15,7 +15,8 @@ const ROOT_DN: &str = "cn=admin,dc=example,dc=org";
 const ROOT_PASSWORD: &str = "root-secret";
 
 /// People, groups (staff nested in employees), a disabled user, and the
-/// service account. carol is a contractor: no rule gives her access.
+/// service account. carol is a contractor: no rule gives her access; two
+/// entries share twin@example.org.
 pub const LDIF: &str = "\
 dn: dc=example,dc=org
 objectClass: dcObject
@@ -63,6 +64,20 @@ cn: Mallory
 sn: M
 mail: mallory@example.org
 employeeType: disabled
+
+dn: uid=twin1,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: twin1
+cn: Twin One
+sn: T
+mail: twin@example.org
+
+dn: uid=twin2,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: twin2
+cn: Twin Two
+sn: T
+mail: twin@example.org
 
 dn: cn=staff,ou=groups,dc=example,dc=org
 objectClass: groupOfNames
