@@ -59,7 +59,7 @@ fn eapol_test_tls12_and_tls13_get_keys_and_reply_attributes() {
     }
     let m = s.metrics_text();
     assert!(
-        m.contains("certgate_eap_conversations_succeeded_total{cipher_suite=\"TLS13_AES_256_GCM_SHA384\",resumed=\"false\",tls_version=\"1.3\"} 1"),
+        m.contains("certgate_eap_conversations_succeeded_total{cipher_suite=\"TLS13_AES_128_GCM_SHA256\",resumed=\"false\",tls_version=\"1.3\"} 1"),
         "{m}"
     );
 }

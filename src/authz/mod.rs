@@ -20,6 +20,7 @@ pub mod reply;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -31,7 +32,7 @@ pub struct Subject {
     /// The authenticated identity, from the certificate.
     pub identity: String,
     pub outer_identity: String,
-    pub certificate: CertIdentity,
+    pub certificate: Arc<CertIdentity>,
     pub nas: String,
     pub called_station: Option<String>,
     pub calling_station: Option<String>,

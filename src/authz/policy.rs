@@ -372,12 +372,12 @@ mod tests {
         Subject {
             identity: "alice@example.org".into(),
             outer_identity: "anonymous@example.org".into(),
-            certificate: CertIdentity {
+            certificate: std::sync::Arc::new(CertIdentity {
                 issuer: "CN=Example Issuing CA,O=Example".into(),
                 ous: vec!["Engineering".into()],
                 emails: vec!["alice@example.org".into()],
                 ..Default::default()
-            },
+            }),
             nas: "ap-floor3".into(),
             called_station: Some("02-00-00-00-00-01:Corp".into()),
             calling_station: None,
@@ -490,7 +490,7 @@ mod tests {
         .expect("valid");
         assert_eq!(p.evaluate(&subject(), &entry(&[])).0, "eng");
         let mut other = subject();
-        other.certificate.ous = vec!["Sales".into()];
+        std::sync::Arc::make_mut(&mut other.certificate).ous = vec!["Sales".into()];
         assert_eq!(p.evaluate(&other, &entry(&[])).0, DEFAULT_RULE);
         let p = rules("[[rule]]\nname = \"r\"\nrealm = \"example.net\"\n").expect("valid");
         assert_eq!(p.evaluate(&subject(), &entry(&[])).0, DEFAULT_RULE);

@@ -62,6 +62,7 @@ pub(super) struct RawTls {
     resumption: bool,
     session_lifetime: String,
     session_cache_entries: u64,
+    verified_chain_cache: u64,
 }
 
 impl Default for RawTls {
@@ -80,6 +81,7 @@ impl Default for RawTls {
             resumption: true,
             session_lifetime: "1h".into(),
             session_cache_entries: 10_000,
+            verified_chain_cache: 10_000,
         }
     }
 }
@@ -198,6 +200,7 @@ pub(super) fn validate(
         resumption: tls.resumption,
         session_lifetime: parse_duration(p, "tls.session_lifetime", &tls.session_lifetime),
         session_cache_entries: usize::try_from(tls.session_cache_entries).unwrap_or(usize::MAX),
+        verified_chain_cache: usize::try_from(tls.verified_chain_cache).unwrap_or(usize::MAX),
     };
     let crl_refresh = parse_duration(p, "tls.crl_refresh", &tls.crl_refresh);
     let chain = read_certs(&resolve(base, &tls.certificate))

@@ -52,6 +52,7 @@ fn rig(fragment_size: usize, cap: usize) -> Rig {
         resumption: true,
         session_lifetime: Duration::from_secs(60),
         session_cache_entries: 100,
+        verified_chain_cache: 100,
     };
     let tls = TlsContext::build(
         &material,

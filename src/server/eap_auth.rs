@@ -18,8 +18,7 @@ use crate::eap::tls_session::{Established, Failure};
 use crate::radius::Packet;
 use crate::radius::attr::{CALLED_STATION_ID, CALLING_STATION_ID, FRAMED_MTU, STATE};
 use crate::radius::packet::value_u32;
-use crate::tls::TlsContext;
-use crate::tls::identity::CertIdentity;
+use crate::tls::{ChainError, TlsContext};
 
 use super::Shared;
 use super::handler::Response;
@@ -125,18 +124,15 @@ async fn authorize(
     nas: &str,
     packet: &Packet<'_>,
 ) -> Result<Granted, Failure> {
-    if est.resumed {
-        // The certificate comes from the session cache: CRLs may have
-        // changed since the full handshake.
-        tls.recheck(&est.peer_chain)
-            .map_err(|e| Failure::new("certificate_rejected", format!("on resumption: {e}")))?;
-    }
-    let end_entity = est
-        .peer_chain
-        .first()
-        .ok_or_else(|| Failure::new("no_client_certificate", "peer sent none"))?;
-    let certificate = CertIdentity::from_der(end_entity)
-        .map_err(|e| Failure::new("certificate_identity", e.to_string()))?;
+    // A resumed session's certificate comes from the session cache: CRLs
+    // may have changed since the full handshake, so it is checked again.
+    let certificate = tls
+        .identity(&est.peer_chain, est.resumed)
+        .map_err(|e| match e {
+            ChainError::Identity(e) => Failure::new("certificate_identity", e.to_string()),
+            e if est.resumed => Failure::new("certificate_rejected", format!("on resumption: {e}")),
+            e => Failure::new("certificate_rejected", e.to_string()),
+        })?;
     let (_, identity) = certificate
         .pick(&eap_config.identity_sources)
         .map_err(|e| Failure::new("certificate_identity", e.to_string()))?;

@@ -9,10 +9,15 @@
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use x509_parser::der_parser::asn1_rs::Any;
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+use x509_parser::der_parser::oid;
+use x509_parser::nom::Parser;
+use x509_parser::oid_registry::{OID_X509_EXT_SUBJECT_ALT_NAME, Oid};
+use x509_parser::prelude::{
+    FromDer, GeneralName, SubjectAlternativeName, X509Certificate, X509CertificateParser,
+};
 
 /// Microsoft's User Principal Name otherName.
-const OID_UPN: &str = "1.3.6.1.4.1.311.20.2.3";
+const OID_UPN: Oid<'static> = oid!(1.3.6.1.4.1.311.20.2.3);
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum IdentityError {
@@ -78,10 +83,31 @@ fn upn_value(explicit: &[u8]) -> Option<String> {
     std::str::from_utf8(inner.data).ok().map(str::to_string)
 }
 
+/// Parses a certificate without decoding every extension: only the ones
+/// certgate reads (SAN here, EKU in the verifier) are decoded, on demand.
+pub fn parse(der: &[u8]) -> Result<X509Certificate<'_>, IdentityError> {
+    X509CertificateParser::new()
+        .with_deep_parse_extensions(false)
+        .parse(der)
+        .map(|(_, cert)| cert)
+        .map_err(|e| IdentityError::Parse(e.to_string()))
+}
+
+/// The raw value of the extension `oid`, if present.
+pub fn extension<'a>(cert: &'a X509Certificate<'_>, oid: &Oid<'_>) -> Option<&'a [u8]> {
+    cert.extensions()
+        .iter()
+        .find(|e| &e.oid == oid)
+        .map(|e| e.value)
+}
+
 impl CertIdentity {
     pub fn from_der(der: &[u8]) -> Result<Self, IdentityError> {
-        let (_, cert) =
-            X509Certificate::from_der(der).map_err(|e| IdentityError::Parse(e.to_string()))?;
+        Ok(Self::from_cert(&parse(der)?, der))
+    }
+
+    /// `der` is the certificate `cert` was parsed from.
+    pub fn from_cert(cert: &X509Certificate<'_>, der: &[u8]) -> Self {
         let subject = cert.subject();
         let mut id = CertIdentity {
             subject: subject.to_string(),
@@ -99,13 +125,15 @@ impl CertIdentity {
             sha256: crate::hex::encode(&Sha256::digest(der)),
             ..CertIdentity::default()
         };
-        if let Ok(Some(san)) = cert.subject_alternative_name() {
-            for name in &san.value.general_names {
+        let san = extension(cert, &OID_X509_EXT_SUBJECT_ALT_NAME)
+            .and_then(|v| SubjectAlternativeName::from_der(v).ok());
+        if let Some((_, san)) = san {
+            for name in &san.general_names {
                 match name {
                     GeneralName::RFC822Name(s) => id.emails.push((*s).to_string()),
                     GeneralName::DNSName(s) => id.dns.push((*s).to_string()),
                     GeneralName::URI(s) => id.uris.push((*s).to_string()),
-                    GeneralName::OtherName(oid, value) if oid.to_id_string() == OID_UPN => {
+                    GeneralName::OtherName(oid, value) if *oid == OID_UPN => {
                         if let Some(upn) = upn_value(value) {
                             id.upns.push(upn);
                         }
@@ -114,7 +142,7 @@ impl CertIdentity {
                 }
             }
         }
-        Ok(id)
+        id
     }
 
     /// The first identity found in `order`, with where it came from.

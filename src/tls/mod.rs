@@ -5,6 +5,7 @@
 //! No file or socket I/O (the configuration module reads the files) and no
 //! connection driving (`eap::tls_session` does that).
 
+pub mod chain_cache;
 pub mod identity;
 pub mod session_store;
 mod verifier;
@@ -20,6 +21,11 @@ use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use thiserror::Error;
 
 pub use session_store::SessionStore;
+pub use verifier::ChainError;
+
+use chain_cache::ChainCache;
+use identity::CertIdentity;
+use verifier::EapClientVerifier;
 
 #[derive(Debug, Error)]
 pub enum TlsError {
@@ -86,6 +92,8 @@ pub struct TlsPolicy {
     pub resumption: bool,
     pub session_lifetime: Duration,
     pub session_cache_entries: usize,
+    /// Verified client chains remembered (`chain_cache`); 0 turns it off.
+    pub verified_chain_cache: usize,
 }
 
 /// A built TLS configuration; rebuilt on reload and CRL refresh while the
@@ -93,7 +101,7 @@ pub struct TlsPolicy {
 #[derive(Debug)]
 pub struct TlsContext {
     pub server: Arc<ServerConfig>,
-    pub verifier: Arc<dyn ClientCertVerifier>,
+    verifier: Arc<EapClientVerifier>,
 }
 
 impl TlsContext {
@@ -108,7 +116,7 @@ impl TlsContext {
                 policy.max_version.as_str(),
             ));
         }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(provider());
         let mut roots = RootCertStore::empty();
         for (index, root) in material.roots.iter().enumerate() {
             roots.add(root.clone()).map_err(|e| TlsError::Root {
@@ -134,6 +142,8 @@ impl TlsContext {
             .with_client_cert_verifier(verifier.clone())
             .with_single_cert(material.chain.clone(), material.key.clone_key())
             .map_err(|e| TlsError::ServerCert(e.to_string()))?;
+        // Our order, not the peer's: see `provider`.
+        server.ignore_client_order = true;
         if policy.resumption {
             server.session_storage = sessions.clone();
             // One ticket is enough for EAP: every re-authentication uses one
@@ -149,17 +159,49 @@ impl TlsContext {
         })
     }
 
-    /// Checks a certificate chain again (CRLs may have changed since a
-    /// resumed session's full handshake).
-    pub fn recheck(&self, chain: &[CertificateDer<'static>]) -> Result<(), String> {
-        let Some((end_entity, intermediates)) = chain.split_first() else {
-            return Err("no certificate".into());
-        };
-        self.verifier
-            .verify_client_cert(end_entity, intermediates, UnixTime::now())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    /// The identity of a client chain the handshake accepted; `recheck`
+    /// verifies it again first (a resumed session: CRLs may have changed
+    /// since its full handshake).
+    pub fn identity(
+        &self,
+        chain: &[CertificateDer<'static>],
+        recheck: bool,
+    ) -> Result<Arc<CertIdentity>, ChainError> {
+        self.verifier.identity(chain, recheck, UnixTime::now())
     }
+
+    pub fn cached_chains(&self) -> usize {
+        self.verifier.cached_chains()
+    }
+}
+
+/// rustls's aws-lc-rs provider with the SHA-256 cipher suites first. Both
+/// TLS versions hash every handshake message and derive every key (and the
+/// EAP-TLS MSK) with the suite's hash; SHA-256 runs on the CPU's SHA
+/// extensions where SHA-384 has none, and AES-128-GCM is the suite
+/// Mozilla's TLS guidance lists first.
+pub fn provider() -> CryptoProvider {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.cipher_suites.sort_by_key(|suite| {
+        let common = match suite {
+            rustls::SupportedCipherSuite::Tls12(s) => &s.common,
+            rustls::SupportedCipherSuite::Tls13(s) => &s.common,
+        };
+        common.hash_provider.algorithm() != rustls::crypto::hash::HashAlgorithm::SHA256
+    });
+    provider
+}
+
+/// The earliest nextUpdate among the CRLs, Unix seconds: past it, an
+/// expired CRL must reject, so no cached verification may stand in.
+fn crl_horizon(crls: &[CertificateRevocationListDer<'_>]) -> Option<u64> {
+    use x509_parser::prelude::{CertificateRevocationList, FromDer};
+    crls.iter()
+        .filter_map(|der| {
+            let (_, crl) = CertificateRevocationList::from_der(der).ok()?;
+            crl.next_update().map(|t| t.timestamp().max(0) as u64)
+        })
+        .min()
 }
 
 fn build_verifier(
@@ -167,7 +209,7 @@ fn build_verifier(
     material: &TlsMaterial,
     policy: &TlsPolicy,
     provider: &Arc<CryptoProvider>,
-) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+) -> Result<Arc<EapClientVerifier>, TlsError> {
     let mut builder =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .with_crls(material.crls.iter().cloned());
@@ -180,8 +222,15 @@ fn build_verifier(
     let inner = builder
         .build()
         .map_err(|e| TlsError::Verifier(e.to_string()))?;
-    Ok(Arc::new(verifier::EapClientVerifier::new(
+    let horizon = if policy.crl_expired_rejects {
+        crl_horizon(&material.crls)
+    } else {
+        None
+    };
+    let inner: Arc<dyn ClientCertVerifier> = inner;
+    Ok(Arc::new(EapClientVerifier::new(
         inner,
         policy.require_client_auth_eku,
+        ChainCache::new(policy.verified_chain_cache, horizon),
     )))
 }

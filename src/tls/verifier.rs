@@ -1,10 +1,12 @@
 //! The client-certificate verifier: webpki's chain, validity and CRL checks,
-//! plus a stricter EKU rule. webpki accepts a certificate with no EKU
-//! extension for any purpose; EAP-TLS deployments usually demand that a
-//! client certificate say clientAuth explicitly, and rejecting it inside the
+//! plus a stricter EKU rule, with verified chains remembered
+//! (`chain_cache`). webpki accepts a certificate with no EKU extension for
+//! any purpose; EAP-TLS deployments usually demand that a client
+//! certificate say clientAuth explicitly, and rejecting it inside the
 //! handshake lets the peer see a proper alert.
 //!
-//! It must not look at identities or authorization.
+//! It must not look at identities or authorization beyond reading them out
+//! of the certificate for the cache.
 
 use std::sync::Arc;
 
@@ -14,29 +16,130 @@ use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme,
     client::danger::HandshakeSignatureValid,
 };
-use x509_parser::prelude::{FromDer, X509Certificate};
+use thiserror::Error;
+use x509_parser::oid_registry::OID_X509_EXT_EXTENDED_KEY_USAGE;
+use x509_parser::prelude::{ExtendedKeyUsage, FromDer, X509Certificate};
+
+use super::chain_cache::{self, ChainCache, Verified};
+use super::identity::{self, CertIdentity, IdentityError};
+
+#[derive(Debug, Error)]
+pub enum ChainError {
+    #[error("no certificate")]
+    Empty,
+    #[error("{0}")]
+    Rejected(Error),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
 
 #[derive(Debug)]
 pub struct EapClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     require_client_auth_eku: bool,
-}
-
-impl EapClientVerifier {
-    pub fn new(inner: Arc<dyn ClientCertVerifier>, require_client_auth_eku: bool) -> Self {
-        EapClientVerifier {
-            inner,
-            require_client_auth_eku,
-        }
-    }
+    cache: ChainCache,
 }
 
 /// Whether the certificate has an EKU extension listing clientAuth.
-fn has_client_auth_eku(der: &[u8]) -> bool {
-    let Ok((_, cert)) = X509Certificate::from_der(der) else {
-        return false;
-    };
-    matches!(cert.extended_key_usage(), Ok(Some(eku)) if eku.value.client_auth)
+fn has_client_auth_eku(cert: &X509Certificate<'_>) -> bool {
+    identity::extension(cert, &OID_X509_EXT_EXTENDED_KEY_USAGE)
+        .and_then(|v| ExtendedKeyUsage::from_der(v).ok())
+        .is_some_and(|(_, eku)| eku.client_auth)
+}
+
+fn unix(t: x509_parser::time::ASN1Time) -> u64 {
+    t.timestamp().max(0) as u64
+}
+
+impl EapClientVerifier {
+    pub fn new(
+        inner: Arc<dyn ClientCertVerifier>,
+        require_client_auth_eku: bool,
+        cache: ChainCache,
+    ) -> Self {
+        EapClientVerifier {
+            inner,
+            require_client_auth_eku,
+            cache,
+        }
+    }
+
+    /// The full check: webpki, then EKU; a verified chain is remembered
+    /// with its identity.
+    fn verify(
+        &self,
+        end_entity: &[u8],
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<Verified, Error> {
+        let der = CertificateDer::from(end_entity);
+        self.inner.verify_client_cert(&der, intermediates, now)?;
+        let cert = identity::parse(end_entity)
+            .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if self.require_client_auth_eku && !has_client_auth_eku(&cert) {
+            return Err(Error::InvalidCertificate(CertificateError::InvalidPurpose));
+        }
+        let validity = cert.validity();
+        let mut verified = Verified::new(
+            Arc::new(CertIdentity::from_cert(&cert, end_entity)),
+            unix(validity.not_before),
+            unix(validity.not_after),
+        );
+        for der in intermediates {
+            match identity::parse(der) {
+                Ok(c) => {
+                    verified.valid_from = verified.valid_from.max(unix(c.validity().not_before));
+                    verified.valid_until = verified.valid_until.min(unix(c.validity().not_after));
+                }
+                // webpki took it; if x509-parser cannot, just do not cache.
+                Err(_) => verified.valid_until = 0,
+            }
+        }
+        Ok(verified)
+    }
+
+    fn verify_cached(
+        &self,
+        end_entity: &[u8],
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<Verified, Error> {
+        let ints: Vec<&[u8]> = intermediates.iter().map(|c| c.as_ref()).collect();
+        let key = chain_cache::key(end_entity, &ints);
+        let secs = now.as_secs();
+        if let Some(hit) = self.cache.get(&key, secs) {
+            return Ok(hit);
+        }
+        let verified = self.verify(end_entity, intermediates, now)?;
+        self.cache.insert(key, verified.clone(), secs);
+        Ok(verified)
+    }
+
+    /// The identity of a chain the handshake has verified. With `recheck`
+    /// (a resumed session: CRLs may have changed since its full handshake)
+    /// the chain is verified again, which the cache answers when this
+    /// context verified it before.
+    pub fn identity(
+        &self,
+        chain: &[CertificateDer<'_>],
+        recheck: bool,
+        now: UnixTime,
+    ) -> Result<Arc<CertIdentity>, ChainError> {
+        let (end_entity, intermediates) = chain.split_first().ok_or(ChainError::Empty)?;
+        if recheck || self.cache.enabled() {
+            // Without recheck this is a cache hit: the handshake just
+            // verified the chain through `verify_client_cert`.
+            return self
+                .verify_cached(end_entity, intermediates, now)
+                .map(|v| v.identity)
+                .map_err(ChainError::Rejected);
+        }
+        Ok(Arc::new(CertIdentity::from_der(end_entity)?))
+    }
+
+    pub fn cached_chains(&self) -> usize {
+        self.cache.len()
+    }
 }
 
 impl ClientCertVerifier for EapClientVerifier {
@@ -58,13 +161,8 @@ impl ClientCertVerifier for EapClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        if self.require_client_auth_eku && !has_client_auth_eku(end_entity) {
-            return Err(Error::InvalidCertificate(CertificateError::InvalidPurpose));
-        }
-        Ok(verified)
+        self.verify_cached(end_entity, intermediates, now)?;
+        Ok(ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
