@@ -38,6 +38,15 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// The process's resident set now, KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
 fn clock_ticks() -> f64 {
     // USER_HZ is 100 on every Linux architecture we run on.
     100.0
@@ -170,6 +179,39 @@ pub async fn eap_tls(load: &Load, supplicant: Supplicant) -> std::io::Result<Rep
                     crate::supplicant::SupplicantError::Timeout(_) => "timeout".into(),
                     other => other.to_string(),
                 }),
+            }
+        }
+    })
+    .await
+}
+
+/// Conversations opened and abandoned after `round_trips` requests (2:
+/// the server is left holding a TLS handshake that answered a
+/// ClientHello), for the server's memory per conversation in flight. Each
+/// held conversation counts as completed; refusals (the table is full)
+/// show up under failed.
+pub async fn half_open(
+    load: &Load,
+    supplicant: Supplicant,
+    round_trips: u32,
+) -> std::io::Result<Report> {
+    run(load, move |socket, load| {
+        let mut sup = supplicant.clone();
+        let mac: [u8; 6] = rand::random();
+        sup.calling_station = Some(crate::hex::encode(&mac));
+        async move {
+            let started = Instant::now();
+            match sup
+                .abandon_after(&socket, load.target, &load.secret, round_trips)
+                .await
+            {
+                Ok(Code::AccessChallenge) => Op::Ok {
+                    latency: started.elapsed(),
+                    round_trips,
+                    resumed: false,
+                },
+                Ok(code) => Op::Failed(format!("{code:?}")),
+                Err(e) => Op::Failed(e.to_string()),
             }
         }
     })

@@ -20,14 +20,21 @@ impl Pattern {
 
     /// Whether `value` matches the whole pattern, ignoring case.
     pub fn matches(&self, value: &str) -> bool {
-        let value: Vec<char> = value.chars().flat_map(char::to_lowercase).collect();
-        glob(&self.text, &value)
+        if value.is_ascii() {
+            // Identities, DNs and SSIDs almost always are: no copy needed.
+            glob(&self.text, value.as_bytes(), |b| {
+                char::from(b.to_ascii_lowercase())
+            })
+        } else {
+            let value: Vec<char> = value.chars().flat_map(char::to_lowercase).collect();
+            glob(&self.text, &value, |c| c)
+        }
     }
 }
 
 /// Iterative matching with single-star backtracking: linear in practice,
-/// never exponential.
-fn glob(p: &[char], v: &[char]) -> bool {
+/// never exponential. `lower` gives a value element as a lower-case char.
+fn glob<T: Copy>(p: &[char], v: &[T], lower: impl Fn(T) -> char) -> bool {
     let (mut pi, mut vi) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while vi < v.len() {
@@ -36,7 +43,7 @@ fn glob(p: &[char], v: &[char]) -> bool {
                 star = Some((pi, vi));
                 pi += 1;
             }
-            Some(c) if *c == '?' || *c == v[vi] => {
+            Some(c) if *c == '?' || *c == lower(v[vi]) => {
                 pi += 1;
                 vi += 1;
             }
@@ -72,5 +79,7 @@ mod tests {
         assert!(m("CN=*,O=Example", "cn=Issuing CA,o=example"));
         assert!(m("a*b*c", "axxbyyc"));
         assert!(!m("a*b*c", "axxbyy"));
+        assert!(m("*örebro*", "CN=ÖREBRO CA"));
+        assert!(!m("ö", "o"));
     }
 }

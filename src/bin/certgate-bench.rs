@@ -75,6 +75,21 @@ enum Mode {
         #[arg(long)]
         no_pq: bool,
     },
+    /// Opens conversations and abandons them mid-handshake (after the
+    /// ClientHello); with --server-pid, reports the server's memory per
+    /// conversation held. Use --count for how many.
+    HalfOpen {
+        #[arg(long)]
+        pki: PathBuf,
+        #[arg(long, default_value = "alice@example.org")]
+        name: String,
+        #[arg(long, value_enum, default_value = "1.3")]
+        tls: Tls,
+        /// Requests per conversation before abandoning it (1: Identity
+        /// only; 2: Identity and ClientHello).
+        #[arg(long, default_value_t = 2)]
+        round_trips: u32,
+    },
     /// Accounting-Requests (Start / Interim-Update / Stop mix, unique
     /// session ids) to the accounting port given as --target.
     Acct,
@@ -149,6 +164,44 @@ fn main() -> ExitCode {
                         .map_err(|e| e.to_string())?;
                 }
                 bench::eap_tls(&load, sup).await.map_err(|e| e.to_string())
+            }
+            Mode::HalfOpen {
+                pki,
+                name,
+                tls,
+                round_trips,
+            } => {
+                let versions = match tls {
+                    Tls::V12 => Versions::Tls12,
+                    Tls::V13 => Versions::Tls13,
+                };
+                let clients = pki.join("clients");
+                let config = client_config_with(
+                    &pki.join("ca.pem"),
+                    &clients.join(format!("{name}.pem")),
+                    &clients.join(format!("{name}.key")),
+                    versions,
+                    false,
+                    false,
+                )
+                .map_err(|e| e.to_string())?;
+                let mut sup = Supplicant::new(config, name);
+                sup.message_authenticator_first = false;
+                let before = load.server_pid.and_then(bench::rss_kib);
+                let report = bench::half_open(&load, sup, *round_trips)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let after = load.server_pid.and_then(bench::rss_kib);
+                if let (Some(b), Some(a)) = (before, after) {
+                    let held = report.completed.max(1);
+                    eprintln!(
+                        "server RSS       {:.1} MiB before, {:.1} MiB after: {:.2} KiB per conversation held",
+                        b as f64 / 1024.0,
+                        a as f64 / 1024.0,
+                        a.saturating_sub(b) as f64 / held as f64
+                    );
+                }
+                Ok(report)
             }
             Mode::Acct => bench::acct(&load).await.map_err(|e| e.to_string()),
             Mode::Status => bench::status(&load).await.map_err(|e| e.to_string()),

@@ -209,7 +209,19 @@ impl Dictionary {
 
     /// The first name given to `number` for `attribute`.
     pub fn value_name(&self, attribute: &AttributeDef, number: u64) -> Option<&str> {
-        let i = *self.by_name.get(&attribute.name.to_ascii_lowercase())?;
+        // By number when it is a top-level attribute: no lower-cased copy of
+        // the name on the accounting path.
+        let by_number = match attribute.oid.as_slice() {
+            [n] => self
+                .by_number
+                .get(&(attribute.vendor, *n))
+                .filter(|&&i| self.attributes[i].name == attribute.name),
+            _ => None,
+        };
+        let i = match by_number {
+            Some(&i) => i,
+            None => *self.by_name.get(&attribute.name.to_ascii_lowercase())?,
+        };
         self.values
             .get(&i)?
             .iter()

@@ -213,6 +213,45 @@ impl Supplicant {
         }
     }
 
+    /// Starts a conversation and abandons it after `round_trips` requests
+    /// (2: Identity, then the ClientHello, leaving the server holding a
+    /// handshake in progress). Returns the code of the last reply.
+    pub async fn abandon_after(
+        &self,
+        socket: &UdpSocket,
+        server: SocketAddr,
+        secret: &Secret,
+        round_trips: u32,
+    ) -> Result<Code, SupplicantError> {
+        let mut peer = EapTlsPeer::new(
+            self.config.clone(),
+            self.server_name.clone(),
+            &self.identity,
+            self.fragment_size,
+        )?;
+        let mut ex = Exchange::new(secret.clone(), &self.identity);
+        ex.message_authenticator_first = self.message_authenticator_first;
+        ex.calling_station = self.calling_station.clone();
+        let mut eap = peer.identity_response(rand::random());
+        let mut buf = vec![0u8; 4096];
+        let mut code = Code::AccessRequest;
+        for _ in 0..round_trips.max(1) {
+            let request = ex.request(&eap);
+            let reply = self
+                .round_trip(socket, server, &request, &mut ex, &mut buf)
+                .await?;
+            code = reply.code;
+            if code != Code::AccessChallenge {
+                break;
+            }
+            match peer.on_request(&reply.eap)? {
+                PeerStep::Respond(next) => eap = next,
+                PeerStep::Success => break,
+            }
+        }
+        Ok(code)
+    }
+
     async fn round_trip(
         &self,
         socket: &UdpSocket,
