@@ -144,6 +144,11 @@ fr_start() {
 }
 
 fr_stop() {
+  if ! kill -0 $fr_pid 2> /dev/null; then
+    wait $fr_pid 2> /dev/null && code=0 || code=$?
+    echo "FreeRADIUS (pid $fr_pid) had exited (status $code); the end of its log:" >&2
+    tail -n 5 "$dir/fr/log/radius.log" "$dir/fr/log/stdout" >&2 2> /dev/null || true
+  fi
   kill $fr_pid 2> /dev/null || true
   wait $fr_pid 2> /dev/null || true
   fr_pid=""
