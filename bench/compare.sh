@@ -30,31 +30,14 @@ fr_pid=""
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; [ -n "$fr_pid" ] && kill $fr_pid 2>/dev/null; rm -rf "$dir"' EXIT
 results="$dir/results.jsonl"
 
-for key in ecdsa rsa; do
-  target/release/certgate pki init --dir "$dir/pki-$key" --key-type $key > /dev/null
-  target/release/certgate pki client --dir "$dir/pki-$key" --name alice@example.org > /dev/null
-done
-printf '[users."alice@example.org"]\ngroups = ["all"]\n' > "$dir/users.toml"
+for key in ecdsa rsa; do bench_pki "$dir/pki-$key" $key; done
 
 certgate_config() { # PKI RESUMPTION
   # With the session cache off, the verified-chain cache is off too: every
   # full handshake then verifies the client chain, as for a device seen
   # for the first time (the bench reuses one client certificate).
-  bench_config "[eap]
-fragment_size = 1024
-[tls]
-certificate = \"$1/server.pem\"
-private_key = \"$1/server.key\"
-ca = [\"$1/ca.pem\"]
-resumption = $2
-verified_chain_cache = $([ "$2" = true ] && echo 10000 || echo 0)
-[authz]
-users = \"$dir/users.toml\"
-[[authz.rule]]
-groups_any = \"all\"
-vlan = 20
-[accounting]
-journal_dir = \"$dir/journal\""
+  bench_eap_config "$1" "resumption = $2
+verified_chain_cache = $([ "$2" = true ] && echo 10000 || echo 0)"
 }
 
 # measure SERVER ROW PID PORT CONCURRENCY MODE-ARGS...

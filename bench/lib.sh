@@ -5,6 +5,10 @@
 #   bench_init                       build, make $dir, arrange cleanup
 #   bench_config EXTRA_TOML          write $dir/c.toml: loopback listeners on
 #                                    free ports, client "bench"/testing123
+#   bench_pki DIR [KEY-TYPE]         a PKI (ecdsa by default) with client alice@example.org
+#   bench_eap_config PKI [TLS] [EAP] bench_config for EAP-TLS with PKI: fragment size
+#                                    1024, alice in group "all" → VLAN 20, a journal;
+#                                    TLS and EAP are extra lines for [tls] and [eap]
 #   bench_start                      start the server on $dir/c.toml; sets $pid
 #   bench_port LISTENER              the port of "auth", "acct" or "metrics"
 #   bench_stop                       stop it
@@ -33,6 +37,30 @@ address = "127.0.0.1"
 secret = "testing123"
 $1
 TOML
+}
+
+bench_pki() {
+  target/release/certgate pki init --dir "$1" --key-type "${2:-ecdsa}" > /dev/null
+  target/release/certgate pki client --dir "$1" --name alice@example.org > /dev/null
+}
+
+bench_eap_config() {
+  printf '[users."alice@example.org"]\ngroups = ["all"]\n' > "$dir/users.toml"
+  bench_config "[eap]
+fragment_size = 1024
+${3:-}
+[tls]
+certificate = \"$1/server.pem\"
+private_key = \"$1/server.key\"
+ca = [\"$1/ca.pem\"]
+${2:-}
+[authz]
+users = \"$dir/users.toml\"
+[[authz.rule]]
+groups_any = \"all\"
+vlan = 20
+[accounting]
+journal_dir = \"$dir/journal\""
 }
 
 bench_start() {

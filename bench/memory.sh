@@ -10,25 +10,12 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 bench_init
-target/release/certgate pki init --dir "$dir/pki" > /dev/null
-target/release/certgate pki client --dir "$dir/pki" --name alice@example.org > /dev/null
-printf '[users."alice@example.org"]\ngroups = ["all"]\n' > "$dir/users.toml"
+bench_pki "$dir/pki"
 
 config() { # CAP
-  bench_config "[eap]
-fragment_size = 1024
-max_conversations = $1
-# Long enough that nothing expires while the table fills.
-idle_timeout = \"10m\"
-[tls]
-certificate = \"$dir/pki/server.pem\"
-private_key = \"$dir/pki/server.key\"
-ca = [\"$dir/pki/ca.pem\"]
-[authz]
-users = \"$dir/users.toml\"
-[[authz.rule]]
-groups_any = \"all\"
-vlan = 20"
+  # A long idle timeout: nothing expires while the table fills.
+  bench_eap_config "$dir/pki" "" "max_conversations = $1
+idle_timeout = \"10m\""
 }
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }

@@ -15,24 +15,9 @@ set -euo pipefail
 out=$(realpath -m "${PERF_OUT:-perf.data}")
 source "$(dirname "$0")/lib.sh"
 bench_init
-target/release/certgate pki init --dir "$dir/pki" --key-type "${KEY:-ecdsa}" > /dev/null
-target/release/certgate pki client --dir "$dir/pki" --name alice@example.org > /dev/null
-printf '[users."alice@example.org"]\ngroups = ["all"]\n' > "$dir/users.toml"
-bench_config "[eap]
-fragment_size = 1024
-[tls]
-certificate = \"$dir/pki/server.pem\"
-private_key = \"$dir/pki/server.key\"
-ca = [\"$dir/pki/ca.pem\"]
-resumption = ${RESUME:-false}
-verified_chain_cache = ${CHAIN:-10000}
-[authz]
-users = \"$dir/users.toml\"
-[[authz.rule]]
-groups_any = \"all\"
-vlan = 20
-[accounting]
-journal_dir = \"$dir/journal\""
+bench_pki "$dir/pki" "${KEY:-ecdsa}"
+bench_eap_config "$dir/pki" "resumption = ${RESUME:-false}
+verified_chain_cache = ${CHAIN:-10000}"
 bench_start
 port=$(bench_port "${PORT:-auth}")
 args=("$@")

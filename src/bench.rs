@@ -152,19 +152,21 @@ struct Shared {
     started: AtomicU64,
 }
 
+/// A station per conversation: one shared Calling-Station-Id would make
+/// each new conversation replace the others.
+fn random_station() -> String {
+    let mac: [u8; 6] = rand::random();
+    mac.iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 /// Full or resumed EAP-TLS conversations, one per operation.
 pub async fn eap_tls(load: &Load, supplicant: Supplicant) -> std::io::Result<Report> {
     run(load, move |socket, load| {
         let mut sup = supplicant.clone();
-        // A station per conversation: one shared Calling-Station-Id would
-        // make each new conversation replace the others.
-        let mac: [u8; 6] = rand::random();
-        sup.calling_station = Some(
-            mac.iter()
-                .map(|b| format!("{b:02X}"))
-                .collect::<Vec<_>>()
-                .join("-"),
-        );
+        sup.calling_station = Some(random_station());
         async move {
             let started = Instant::now();
             match sup.authenticate(&socket, load.target, &load.secret).await {
@@ -197,8 +199,7 @@ pub async fn half_open(
 ) -> std::io::Result<Report> {
     run(load, move |socket, load| {
         let mut sup = supplicant.clone();
-        let mac: [u8; 6] = rand::random();
-        sup.calling_station = Some(crate::hex::encode(&mac));
+        sup.calling_station = Some(random_station());
         async move {
             let started = Instant::now();
             match sup

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use certgate::bench::{self, Load};
 use certgate::radius::crypto::Secret;
@@ -53,18 +53,26 @@ enum Tls {
     V13,
 }
 
+/// Which client certificate, and which TLS version it speaks.
+#[derive(Args)]
+struct Client {
+    /// A PKI directory made by `certgate pki`.
+    #[arg(long)]
+    pki: PathBuf,
+    /// Client name under PKI/clients.
+    #[arg(long, default_value = "alice@example.org")]
+    name: String,
+    #[arg(long, value_enum, default_value = "1.3")]
+    tls: Tls,
+}
+
 #[derive(Subcommand)]
 enum Mode {
     /// Whole EAP-TLS conversations with a client certificate from a PKI
     /// directory made by `certgate pki`.
     EapTls {
-        #[arg(long)]
-        pki: PathBuf,
-        /// Client name under PKI/clients.
-        #[arg(long, default_value = "alice@example.org")]
-        name: String,
-        #[arg(long, value_enum, default_value = "1.3")]
-        tls: Tls,
+        #[command(flatten)]
+        client: Client,
         /// Resume TLS sessions (otherwise every handshake is full).
         #[arg(long)]
         resume: bool,
@@ -79,12 +87,8 @@ enum Mode {
     /// ClientHello); with --server-pid, reports the server's memory per
     /// conversation held. Use --count for how many.
     HalfOpen {
-        #[arg(long)]
-        pki: PathBuf,
-        #[arg(long, default_value = "alice@example.org")]
-        name: String,
-        #[arg(long, value_enum, default_value = "1.3")]
-        tls: Tls,
+        #[command(flatten)]
+        client: Client,
         /// Requests per conversation before abandoning it (1: Identity
         /// only; 2: Identity and ClientHello).
         #[arg(long, default_value_t = 2)]
@@ -95,6 +99,30 @@ enum Mode {
     Acct,
     /// Status-Server requests with Message-Authenticator.
     Status,
+}
+
+/// The supplicant for a client certificate from a PKI directory.
+fn supplicant(client: &Client, resume: bool, post_quantum: bool) -> Result<Supplicant, String> {
+    let Client { pki, name, tls } = client;
+    let versions = match tls {
+        Tls::V12 => Versions::Tls12,
+        Tls::V13 => Versions::Tls13,
+    };
+    let clients = pki.join("clients");
+    let config = client_config_with(
+        &pki.join("ca.pem"),
+        &clients.join(format!("{name}.pem")),
+        &clients.join(format!("{name}.key")),
+        versions,
+        resume,
+        post_quantum,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut sup = Supplicant::new(config, name);
+    // A load generator for any server: Message-Authenticator must be
+    // present and valid, not necessarily first.
+    sup.message_authenticator_first = false;
+    Ok(sup)
 }
 
 fn main() -> ExitCode {
@@ -126,32 +154,13 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match &cli.mode {
             Mode::EapTls {
-                pki,
-                name,
-                tls,
+                client,
                 resume,
                 fragment_size,
                 no_pq,
             } => {
-                let versions = match tls {
-                    Tls::V12 => Versions::Tls12,
-                    Tls::V13 => Versions::Tls13,
-                };
-                let clients = pki.join("clients");
-                let config = client_config_with(
-                    &pki.join("ca.pem"),
-                    &clients.join(format!("{name}.pem")),
-                    &clients.join(format!("{name}.key")),
-                    versions,
-                    *resume,
-                    !*no_pq,
-                )
-                .map_err(|e| e.to_string())?;
-                let mut sup = Supplicant::new(config, name);
+                let mut sup = supplicant(client, *resume, !*no_pq)?;
                 sup.fragment_size = *fragment_size;
-                // A load generator for any server: Message-Authenticator
-                // must be present and valid, not necessarily first.
-                sup.message_authenticator_first = false;
                 if cli.warmup > 0 {
                     let warm = Load {
                         count: Some(cli.warmup),
@@ -166,27 +175,10 @@ fn main() -> ExitCode {
                 bench::eap_tls(&load, sup).await.map_err(|e| e.to_string())
             }
             Mode::HalfOpen {
-                pki,
-                name,
-                tls,
+                client,
                 round_trips,
             } => {
-                let versions = match tls {
-                    Tls::V12 => Versions::Tls12,
-                    Tls::V13 => Versions::Tls13,
-                };
-                let clients = pki.join("clients");
-                let config = client_config_with(
-                    &pki.join("ca.pem"),
-                    &clients.join(format!("{name}.pem")),
-                    &clients.join(format!("{name}.key")),
-                    versions,
-                    false,
-                    false,
-                )
-                .map_err(|e| e.to_string())?;
-                let mut sup = Supplicant::new(config, name);
-                sup.message_authenticator_first = false;
+                let sup = supplicant(client, false, false)?;
                 let before = load.server_pid.and_then(bench::rss_kib);
                 let report = bench::half_open(&load, sup, *round_trips)
                     .await

@@ -20,6 +20,7 @@ struct Rig {
     table: ConversationTable,
     settings: EapSettings,
     client: Arc<rustls::ClientConfig>,
+    client_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 fn rig(fragment_size: usize, cap: usize) -> Rig {
@@ -76,6 +77,7 @@ fn rig(fragment_size: usize, cap: usize) -> Rig {
         replace_by_calling_station: true,
     };
     Rig {
+        client_chain: certs(&files.certificate),
         _dir: dir,
         tls,
         table: ConversationTable::new(cap, Duration::from_secs(30)),
@@ -395,4 +397,29 @@ fn framed_mtu_lowers_the_fragment_size() {
     // EAP header 5, flags 1, length 4, then at most 300 - 10 TLS octets.
     assert_eq!(flight[5] & FLAG_M, FLAG_M, "the flight is split");
     assert_eq!(flight.len(), 5 + 1 + 4 + 290);
+}
+
+#[test]
+fn chain_identity_comes_from_the_verified_chain_cache() {
+    use crate::tls::ChainError;
+    let r = rig(1000, 10);
+    let first = r.tls.identity(&r.client_chain, true).expect("verifies");
+    assert_eq!(first.cn.as_deref(), Some("alice@example.org"));
+    let again = r.tls.identity(&r.client_chain, true).expect("verifies");
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "the second check is a cache hit"
+    );
+    assert!(matches!(r.tls.identity(&[], true), Err(ChainError::Empty)));
+    let junk = vec![rustls::pki_types::CertificateDer::from(b"junk".to_vec())];
+    assert!(matches!(
+        r.tls.identity(&junk, true),
+        Err(ChainError::Rejected(_))
+    ));
+    // Another CA's certificate is refused, cache or not.
+    let other = rig(1000, 10);
+    assert!(matches!(
+        r.tls.identity(&other.client_chain, true),
+        Err(ChainError::Rejected(_))
+    ));
 }

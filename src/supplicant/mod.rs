@@ -156,14 +156,9 @@ impl Supplicant {
         }
     }
 
-    /// Runs one whole conversation over `socket` (connected or not).
-    pub async fn authenticate(
-        &self,
-        socket: &UdpSocket,
-        server: SocketAddr,
-        secret: &Secret,
-    ) -> Result<Outcome, SupplicantError> {
-        let mut peer = EapTlsPeer::new(
+    /// A fresh peer and NAS-side exchange for one conversation.
+    fn begin(&self, secret: &Secret) -> Result<(EapTlsPeer, Exchange), SupplicantError> {
+        let peer = EapTlsPeer::new(
             self.config.clone(),
             self.server_name.clone(),
             &self.identity,
@@ -173,6 +168,17 @@ impl Supplicant {
         ex.message_authenticator_first = self.message_authenticator_first;
         ex.calling_station = self.calling_station.clone();
         ex.framed_mtu = self.framed_mtu;
+        Ok((peer, ex))
+    }
+
+    /// Runs one whole conversation over `socket` (connected or not).
+    pub async fn authenticate(
+        &self,
+        socket: &UdpSocket,
+        server: SocketAddr,
+        secret: &Secret,
+    ) -> Result<Outcome, SupplicantError> {
+        let (mut peer, mut ex) = self.begin(secret)?;
         let mut eap = peer.identity_response(rand::random());
         let mut buf = vec![0u8; 4096];
         loop {
@@ -223,15 +229,7 @@ impl Supplicant {
         secret: &Secret,
         round_trips: u32,
     ) -> Result<Code, SupplicantError> {
-        let mut peer = EapTlsPeer::new(
-            self.config.clone(),
-            self.server_name.clone(),
-            &self.identity,
-            self.fragment_size,
-        )?;
-        let mut ex = Exchange::new(secret.clone(), &self.identity);
-        ex.message_authenticator_first = self.message_authenticator_first;
-        ex.calling_station = self.calling_station.clone();
+        let (mut peer, mut ex) = self.begin(secret)?;
         let mut eap = peer.identity_response(rand::random());
         let mut buf = vec![0u8; 4096];
         let mut code = Code::AccessRequest;

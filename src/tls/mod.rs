@@ -169,10 +169,6 @@ impl TlsContext {
     ) -> Result<Arc<CertIdentity>, ChainError> {
         self.verifier.identity(chain, recheck, UnixTime::now())
     }
-
-    pub fn cached_chains(&self) -> usize {
-        self.verifier.cached_chains()
-    }
 }
 
 /// rustls's aws-lc-rs provider with the SHA-256 cipher suites first. Both

@@ -64,14 +64,15 @@ impl EapClientVerifier {
         }
     }
 
-    /// The full check: webpki, then EKU; a verified chain is remembered
-    /// with its identity.
+    /// The full check: webpki, then EKU. Returns what the cache keeps, or
+    /// None when the chain is good but cannot be cached (an intermediate
+    /// webpki took and x509-parser does not).
     fn verify(
         &self,
         end_entity: &[u8],
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
-    ) -> Result<Verified, Error> {
+    ) -> Result<(Arc<CertIdentity>, Option<Verified>), Error> {
         let der = CertificateDer::from(end_entity);
         self.inner.verify_client_cert(&der, intermediates, now)?;
         let cert = identity::parse(end_entity)
@@ -79,23 +80,18 @@ impl EapClientVerifier {
         if self.require_client_auth_eku && !has_client_auth_eku(&cert) {
             return Err(Error::InvalidCertificate(CertificateError::InvalidPurpose));
         }
-        let validity = cert.validity();
-        let mut verified = Verified::new(
-            Arc::new(CertIdentity::from_cert(&cert, end_entity)),
-            unix(validity.not_before),
-            unix(validity.not_after),
-        );
+        let identity = Arc::new(CertIdentity::from_cert(&cert, end_entity));
+        let mut from = unix(cert.validity().not_before);
+        let mut until = unix(cert.validity().not_after);
         for der in intermediates {
-            match identity::parse(der) {
-                Ok(c) => {
-                    verified.valid_from = verified.valid_from.max(unix(c.validity().not_before));
-                    verified.valid_until = verified.valid_until.min(unix(c.validity().not_after));
-                }
-                // webpki took it; if x509-parser cannot, just do not cache.
-                Err(_) => verified.valid_until = 0,
-            }
+            let Ok(c) = identity::parse(der) else {
+                return Ok((identity, None));
+            };
+            from = from.max(unix(c.validity().not_before));
+            until = until.min(unix(c.validity().not_after));
         }
-        Ok(verified)
+        let verified = Verified::new(identity.clone(), from, until);
+        Ok((identity, Some(verified)))
     }
 
     fn verify_cached(
@@ -103,16 +99,17 @@ impl EapClientVerifier {
         end_entity: &[u8],
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
-    ) -> Result<Verified, Error> {
-        let ints: Vec<&[u8]> = intermediates.iter().map(|c| c.as_ref()).collect();
-        let key = chain_cache::key(end_entity, &ints);
+    ) -> Result<Arc<CertIdentity>, Error> {
+        let key = chain_cache::key(end_entity, intermediates);
         let secs = now.as_secs();
         if let Some(hit) = self.cache.get(&key, secs) {
-            return Ok(hit);
+            return Ok(hit.identity);
         }
-        let verified = self.verify(end_entity, intermediates, now)?;
-        self.cache.insert(key, verified.clone(), secs);
-        Ok(verified)
+        let (identity, verified) = self.verify(end_entity, intermediates, now)?;
+        if let Some(v) = verified {
+            self.cache.insert(key, v, secs);
+        }
+        Ok(identity)
     }
 
     /// The identity of a chain the handshake has verified. With `recheck`
@@ -131,14 +128,9 @@ impl EapClientVerifier {
             // verified the chain through `verify_client_cert`.
             return self
                 .verify_cached(end_entity, intermediates, now)
-                .map(|v| v.identity)
                 .map_err(ChainError::Rejected);
         }
         Ok(Arc::new(CertIdentity::from_der(end_entity)?))
-    }
-
-    pub fn cached_chains(&self) -> usize {
-        self.cache.len()
     }
 }
 
