@@ -169,16 +169,19 @@ fn eap_server(material: &TlsMaterial) -> Eap {
         verified_chain_cache: 0,
     };
     let sessions = Arc::new(SessionStore::new(1000, Duration::from_secs(3600)));
+    let settings = EapSettings {
+        fragment_size: 1024,
+        max_message: 64 * 1024,
+        idle_timeout: Duration::from_secs(30),
+        max_conversations: 1000,
+        max_conversations_per_nas: 1000,
+        evictable_after: Duration::from_secs(1),
+        replace_by_calling_station: true,
+    };
     Eap {
-        table: ConversationTable::new(1000, Duration::from_secs(30)),
+        table: ConversationTable::new(settings.table_limits()),
         tls: TlsContext::build(material, &policy, &sessions).expect("tls context"),
-        settings: EapSettings {
-            fragment_size: 1024,
-            max_message: 64 * 1024,
-            idle_timeout: Duration::from_secs(30),
-            max_conversations: 1000,
-            replace_by_calling_station: true,
-        },
+        settings,
         secret: Secret::new(b"testing123"),
     }
 }

@@ -154,7 +154,7 @@ struct Shared {
 
 /// A station per conversation: one shared Calling-Station-Id would make
 /// each new conversation replace the others.
-fn random_station() -> String {
+pub fn random_station() -> String {
     let mac: [u8; 6] = rand::random();
     mac.iter()
         .map(|b| format!("{b:02X}"))

@@ -9,6 +9,14 @@ use clap::{Parser, Subcommand};
 use certgate::config::Config;
 use certgate::pki::{ClientOptions, KeyType, Pki};
 
+/// jemalloc rather than glibc's malloc: after a flood of abandoned
+/// conversations is swept, glibc keeps the freed, fragmented heap resident
+/// (261 MiB after 20 000 conversations, bench/memory.sh), while jemalloc's
+/// background thread returns freed pages within its 10 s decay (46 MiB;
+/// mimalloc kept 73 MiB).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "certgate",
@@ -216,6 +224,11 @@ fn serve(config: &std::path::Path, overrides: &[(String, config::Value)]) -> Exi
         }
     };
     certgate::logging::init(&config.log);
+    // Without its background thread jemalloc purges only when the arena
+    // that freed is used again: an idle server would keep a flood's pages.
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(error = %e, "jemalloc background thread not started; freed memory returns more slowly");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -27,6 +27,8 @@ pub(super) struct RawEap {
     max_message: u64,
     idle_timeout: String,
     max_conversations: u64,
+    max_conversations_per_nas: Option<u64>,
+    evictable_after: String,
     replace_by_calling_station: bool,
     identity_binding: String,
     identity_sources: Vec<String>,
@@ -39,6 +41,8 @@ impl Default for RawEap {
             max_message: 65536,
             idle_timeout: "30s".into(),
             max_conversations: 100_000,
+            max_conversations_per_nas: None,
+            evictable_after: "1s".into(),
             replace_by_calling_station: true,
             identity_binding: "realm".into(),
             identity_sources: vec!["upn".into(), "email".into(), "cn".into()],
@@ -167,6 +171,27 @@ pub(super) fn validate(
         p.add("eap.max_conversations", "must be at least 1");
     }
     let idle_timeout = parse_duration(p, "eap.idle_timeout", &eap.idle_timeout);
+    let evictable_after = parse_duration(p, "eap.evictable_after", &eap.evictable_after);
+    if evictable_after > idle_timeout {
+        p.add(
+            "eap.evictable_after",
+            format!("{evictable_after:?} is longer than eap.idle_timeout ({idle_timeout:?})"),
+        );
+    }
+    // Half the table by default: one flooding NAS leaves the other half to
+    // the rest even before eviction starts.
+    let per_nas = eap
+        .max_conversations_per_nas
+        .unwrap_or(eap.max_conversations.div_ceil(2));
+    if per_nas == 0 || per_nas > eap.max_conversations {
+        p.add(
+            "eap.max_conversations_per_nas",
+            format!(
+                "{per_nas} is not 1..={} (eap.max_conversations)",
+                eap.max_conversations
+            ),
+        );
+    }
     let binding = Binding::parse(&eap.identity_binding).unwrap_or_else(|| {
         p.add(
             "eap.identity_binding",
@@ -253,6 +278,8 @@ pub(super) fn validate(
             max_message: usize::try_from(eap.max_message).unwrap_or(usize::MAX),
             idle_timeout,
             max_conversations: usize::try_from(eap.max_conversations).unwrap_or(usize::MAX),
+            max_conversations_per_nas: usize::try_from(per_nas).unwrap_or(usize::MAX),
+            evictable_after,
             replace_by_calling_station: eap.replace_by_calling_station,
         },
         binding,

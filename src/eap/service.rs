@@ -14,7 +14,7 @@ use rustls::ServerConfig;
 use super::conversation::{Conversation, Granted, Outcome, failure_packet};
 use super::keys::Keys;
 use super::packet::{EapCode, EapPacket, method};
-use super::table::{CheckedOut, ConversationTable, State};
+use super::table::{CheckedOut, ConversationTable, Limits, State};
 use super::tls_session::{Established, Failure, TlsSession};
 
 /// Octets of EAP and EAP-TLS header around the TLS data of one fragment
@@ -29,7 +29,21 @@ pub struct EapSettings {
     pub max_message: usize,
     pub idle_timeout: Duration,
     pub max_conversations: usize,
+    pub max_conversations_per_nas: usize,
+    pub evictable_after: Duration,
     pub replace_by_calling_station: bool,
+}
+
+impl EapSettings {
+    /// The conversation table's bounds.
+    pub fn table_limits(&self) -> Limits {
+        Limits {
+            cap: self.max_conversations,
+            per_nas: self.max_conversations_per_nas,
+            idle_timeout: self.idle_timeout,
+            evictable_after: self.evictable_after,
+        }
+    }
 }
 
 /// The EAP-relevant parts of an Access-Request.
@@ -171,7 +185,7 @@ fn start<'t>(
         session,
         now,
     );
-    match table.admit(conv) {
+    match table.admit(conv, now) {
         Ok(out) => {
             let state = out.state;
             table.put_back(out, settings.replace_by_calling_station);
@@ -180,10 +194,15 @@ fn start<'t>(
                 state,
             })
         }
-        Err(_) => reject(
+        Err(refused) => reject(
             identity.identifier,
-            "table_full",
-            format!("{} conversations already running", table.cap()),
+            refused.reason(),
+            format!(
+                "{} conversations running ({} from this NAS), none idle for {:?}",
+                table.len(),
+                table.nas_len(req.nas),
+                settings.evictable_after
+            ),
         ),
     }
 }

@@ -4,12 +4,24 @@
 //! Sans-I/O: time is passed in. A conversation is checked out while one
 //! request works on it and put back afterwards, so two requests never run
 //! one conversation at once (the second finds no such State). The table
-//! bounds how many conversations exist, expires idle ones and, when asked,
-//! lets a station's new conversation replace its older one.
+//! bounds how many conversations exist, in all and per NAS, expires idle
+//! ones and, when asked, lets a station's new conversation replace its
+//! older one.
+//!
+//! When a new conversation finds no room, the table evicts the one idle
+//! longest — an abandoned half-open handshake, typically — from its own NAS
+//! when that NAS has used its share, else from the NAS holding the most. A
+//! conversation that has made progress within `evictable_after` is never
+//! evicted. Each NAS keeps a queue of (last activity, State) in the order
+//! conversations were last put back, so finding the idlest is a look at
+//! the queue's front; entries left behind by later activity are dropped
+//! lazily (they no longer match the conversation's `last_seen`).
+//!
+//! Lock order: `nases` before a shard or `stations`; never the reverse.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::conversation::Conversation;
@@ -18,18 +30,77 @@ pub type State = [u8; 16];
 
 const SHARDS: usize = 16;
 
+/// Bounds on the table, fixed at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Conversations at once, in all.
+    pub cap: usize,
+    /// Conversations at once from one NAS.
+    pub per_nas: usize,
+    /// A conversation without a request for this long is forgotten.
+    pub idle_timeout: Duration,
+    /// A conversation idle for less than this is never evicted.
+    pub evictable_after: Duration,
+}
+
 /// Why a new conversation was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TableFull;
+pub enum Refused {
+    /// The table is full and every conversation made progress recently.
+    TableFull,
+    /// The NAS holds its share and all of its conversations are recent.
+    NasShare,
+}
+
+impl Refused {
+    /// The failure reason (a metric label).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refused::TableFull => "table_full",
+            Refused::NasShare => "nas_share",
+        }
+    }
+}
+
+/// Why a conversation was evicted (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// To make room in a full table.
+    TableFull,
+    /// To make room within its NAS's share.
+    NasShare,
+}
+
+impl Eviction {
+    pub const ALL: [Eviction; 2] = [Eviction::TableFull, Eviction::NasShare];
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Eviction::TableFull => "table_full",
+            Eviction::NasShare => "nas_share",
+        }
+    }
+}
+
+/// One NAS's part of the table.
+#[derive(Default)]
+struct Nas {
+    /// Its conversations, in the table or checked out.
+    count: usize,
+    /// (last_seen, State) in put-back order; may hold stale entries.
+    queue: VecDeque<(Instant, State)>,
+}
 
 pub struct ConversationTable {
     shards: Vec<Mutex<HashMap<State, Conversation>>>,
     /// (NAS, Calling-Station-Id) → the station's current conversation.
     stations: Mutex<HashMap<(String, String), State>>,
-    /// Conversations that exist, in the table or checked out.
+    nases: Mutex<HashMap<String, Nas>>,
+    /// Conversations that exist, in the table or checked out; changed only
+    /// under the `nases` lock, read without it for metrics.
     count: AtomicUsize,
-    cap: usize,
-    idle_timeout: Duration,
+    evicted: [AtomicU64; 2],
+    limits: Limits,
 }
 
 /// A conversation taken out of the table. Dropping it ends the
@@ -69,13 +140,14 @@ fn shard_of(state: &State) -> usize {
 }
 
 impl ConversationTable {
-    pub fn new(cap: usize, idle_timeout: Duration) -> Self {
+    pub fn new(limits: Limits) -> Self {
         ConversationTable {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             stations: Mutex::new(HashMap::new()),
+            nases: Mutex::new(HashMap::new()),
             count: AtomicUsize::new(0),
-            cap,
-            idle_timeout,
+            evicted: [AtomicU64::new(0), AtomicU64::new(0)],
+            limits,
         }
     }
 
@@ -87,27 +159,56 @@ impl ConversationTable {
         self.len() == 0
     }
 
-    /// The most conversations the table admits (fixed at start).
-    pub fn cap(&self) -> usize {
-        self.cap
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
-    /// Admits a new conversation under a fresh random State, unless the
-    /// table is full. It is checked out: `put_back` stores it.
-    pub fn admit(&self, conversation: Conversation) -> Result<CheckedOut<'_>, TableFull> {
-        let mut n = self.count.load(Ordering::Relaxed);
-        loop {
-            if n >= self.cap {
-                return Err(TableFull);
+    /// Conversations of one NAS.
+    pub fn nas_len(&self, nas: &str) -> usize {
+        lock(&self.nases).get(nas).map_or(0, |n| n.count)
+    }
+
+    /// Evictions since the last call, by reason.
+    pub fn take_evictions(&self) -> [(Eviction, u64); 2] {
+        Eviction::ALL.map(|e| (e, self.evicted[e as usize].swap(0, Ordering::Relaxed)))
+    }
+
+    /// Admits a new conversation under a fresh random State, evicting an
+    /// idle one when there is no room. It is checked out: `put_back`
+    /// stores it.
+    pub fn admit(
+        &self,
+        conversation: Conversation,
+        now: Instant,
+    ) -> Result<CheckedOut<'_>, Refused> {
+        let mut nases = lock(&self.nases);
+        let held = nases.get(conversation.nas.as_str()).map_or(0, |n| n.count);
+        // With a share as large as the table, a full share is a full table.
+        if held >= self.limits.per_nas && self.limits.per_nas < self.limits.cap {
+            if !self.evict_from(&mut nases, &conversation.nas, now) {
+                return Err(Refused::NasShare);
             }
-            match self
-                .count
-                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(now) => n = now,
+            self.evicted[Eviction::NasShare as usize].fetch_add(1, Ordering::Relaxed);
+        } else if self.count.load(Ordering::Relaxed) >= self.limits.cap {
+            if !self.evict_from_largest(&mut nases, now) {
+                return Err(Refused::TableFull);
+            }
+            self.evicted[Eviction::TableFull as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        match nases.get_mut(conversation.nas.as_str()) {
+            Some(n) => n.count += 1,
+            None => {
+                nases.insert(
+                    conversation.nas.clone(),
+                    Nas {
+                        count: 1,
+                        queue: VecDeque::new(),
+                    },
+                );
             }
         }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        drop(nases);
         Ok(CheckedOut {
             table: self,
             state: rand::random(),
@@ -128,7 +229,7 @@ impl ConversationTable {
         let idle = out
             .conversation
             .as_ref()
-            .is_some_and(|c| now.saturating_duration_since(c.last_seen) > self.idle_timeout);
+            .is_some_and(|c| now.saturating_duration_since(c.last_seen) > self.limits.idle_timeout);
         if idle {
             out.end();
             return None;
@@ -145,42 +246,139 @@ impl ConversationTable {
             return false;
         };
         let state = out.state;
-        let mut replaced = false;
+        let mut replaced = None;
         if replace {
             if let Some(station) = &conv.calling_station {
                 let key = (conv.nas.clone(), station.clone());
                 let old = lock(&self.stations).insert(key, state);
                 if let Some(old) = old.filter(|o| *o != state) {
-                    if lock(&self.shards[shard_of(&old)]).remove(&old).is_some() {
-                        self.count.fetch_sub(1, Ordering::AcqRel);
-                        replaced = true;
-                    }
+                    replaced = lock(&self.shards[shard_of(&old)]).remove(&old);
                 }
             }
         }
+        let entry = (conv.last_seen, state);
+        let nas = conv.nas.clone();
         lock(&self.shards[shard_of(&state)]).insert(state, conv);
-        replaced
+        let mut nases = lock(&self.nases);
+        if let Some(old) = &replaced {
+            self.uncount(&mut nases, &old.nas);
+        }
+        if let Some(n) = nases.get_mut(nas.as_str()) {
+            if n.queue.back() != Some(&entry) {
+                n.queue.push_back(entry);
+            }
+            // Stale entries pile up under steady traffic between sweeps;
+            // compacting at twice the live count keeps the cost amortised.
+            if n.queue.len() > 2 * n.count + 64 {
+                self.compact(n);
+            }
+        }
+        drop(nases);
+        // Dropping a conversation frees a TLS connection: outside the locks.
+        replaced.is_some()
     }
 
     /// Ends conversations idle past the timeout; returns how many.
     pub fn sweep(&self, now: Instant) -> usize {
-        let mut removed = 0;
+        let mut expired = Vec::new();
         for shard in &self.shards {
             let mut map = lock(shard);
-            let before = map.len();
-            map.retain(|_, c| now.saturating_duration_since(c.last_seen) <= self.idle_timeout);
-            removed += before - map.len();
+            let idle: Vec<State> = map
+                .iter()
+                .filter(|(_, c)| {
+                    now.saturating_duration_since(c.last_seen) > self.limits.idle_timeout
+                })
+                .map(|(s, _)| *s)
+                .collect();
+            expired.extend(
+                idle.into_iter()
+                    .filter_map(|s| map.remove(&s).map(|c| (s, c))),
+            );
+            // After a flood the map keeps its peak capacity otherwise.
+            if map.capacity() > 4 * map.len() + 1024 {
+                map.shrink_to_fit();
+            }
         }
-        if removed > 0 {
-            self.count.fetch_sub(removed, Ordering::AcqRel);
-            let mut stations = lock(&self.stations);
-            stations.retain(|_, s| lock(&self.shards[shard_of(s)]).contains_key(s));
+        let mut nases = lock(&self.nases);
+        for (_, c) in &expired {
+            self.uncount(&mut nases, &c.nas);
         }
-        removed
+        for n in nases.values_mut() {
+            self.compact(n);
+        }
+        nases.retain(|_, n| n.count > 0 || !n.queue.is_empty());
+        drop(nases);
+        for (state, c) in &expired {
+            self.unstation(c, state);
+        }
+        if !expired.is_empty() {
+            lock(&self.stations).shrink_to_fit();
+        }
+        expired.len()
     }
 
-    fn forget(&self, state: &State, conv: &Conversation) {
-        self.count.fetch_sub(1, Ordering::AcqRel);
+    /// Evicts the idlest evictable conversation of `nas`.
+    fn evict_from(&self, nases: &mut HashMap<String, Nas>, nas: &str, now: Instant) -> bool {
+        let Some(n) = nases.get_mut(nas) else {
+            return false;
+        };
+        let Some(victim) = self.pop_idlest(n, now) else {
+            return false;
+        };
+        n.count -= 1;
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.unstation(&victim.1, &victim.0);
+        true
+    }
+
+    /// Evicts from the NAS holding the most conversations, or the next
+    /// largest when all of its conversations are recent.
+    fn evict_from_largest(&self, nases: &mut HashMap<String, Nas>, now: Instant) -> bool {
+        let mut order: Vec<(usize, &str)> =
+            nases.iter().map(|(k, n)| (n.count, k.as_str())).collect();
+        order.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+        let order: Vec<String> = order.into_iter().map(|(_, k)| k.to_string()).collect();
+        order.iter().any(|nas| self.evict_from(nases, nas, now))
+    }
+
+    /// Removes the idlest conversation of one NAS if it has been idle for
+    /// `evictable_after`; returns its State and conversation.
+    fn pop_idlest(&self, n: &mut Nas, now: Instant) -> Option<(State, Conversation)> {
+        while let Some(&(seen, state)) = n.queue.front() {
+            if now.saturating_duration_since(seen) < self.limits.evictable_after {
+                // The front is the oldest entry: everything behind it is
+                // at least as recent.
+                return None;
+            }
+            n.queue.pop_front();
+            let mut shard = lock(&self.shards[shard_of(&state)]);
+            if shard.get(&state).is_some_and(|c| c.last_seen == seen) {
+                return shard.remove(&state).map(|c| (state, c));
+            }
+        }
+        None
+    }
+
+    /// Drops queue entries that no longer describe a stored conversation.
+    fn compact(&self, n: &mut Nas) {
+        n.queue.retain(|(seen, state)| {
+            lock(&self.shards[shard_of(state)])
+                .get(state)
+                .is_some_and(|c| c.last_seen == *seen)
+        });
+        if n.queue.capacity() > 4 * n.queue.len() + 64 {
+            n.queue.shrink_to_fit();
+        }
+    }
+
+    fn uncount(&self, nases: &mut HashMap<String, Nas>, nas: &str) {
+        if let Some(n) = nases.get_mut(nas) {
+            n.count = n.count.saturating_sub(1);
+        }
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn unstation(&self, conv: &Conversation, state: &State) {
         if let Some(station) = &conv.calling_station {
             let mut stations = lock(&self.stations);
             let key = (conv.nas.clone(), station.clone());
@@ -188,6 +386,11 @@ impl ConversationTable {
                 stations.remove(&key);
             }
         }
+    }
+
+    fn forget(&self, state: &State, conv: &Conversation) {
+        self.uncount(&mut lock(&self.nases), &conv.nas);
+        self.unstation(conv, state);
     }
 }
 

@@ -24,6 +24,10 @@ struct Rig {
 }
 
 fn rig(fragment_size: usize, cap: usize) -> Rig {
+    rig_shared(fragment_size, cap, cap)
+}
+
+fn rig_shared(fragment_size: usize, cap: usize, per_nas: usize) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::open(dir.path());
     pki.init("radius.example.org", KeyType::EcdsaP256)
@@ -74,13 +78,15 @@ fn rig(fragment_size: usize, cap: usize) -> Rig {
         max_message: 16384,
         idle_timeout: Duration::from_secs(30),
         max_conversations: cap,
+        max_conversations_per_nas: per_nas,
+        evictable_after: Duration::from_secs(1),
         replace_by_calling_station: true,
     };
     Rig {
         client_chain: certs(&files.certificate),
         _dir: dir,
         tls,
-        table: ConversationTable::new(cap, Duration::from_secs(30)),
+        table: ConversationTable::new(settings.table_limits()),
         settings,
         client,
     }
@@ -112,7 +118,28 @@ impl Rig {
             framed_mtu,
             nas: "nas",
         };
-        match service::handle(&self.table, &self.tls.server, &self.settings, &req, now) {
+        self.handle(&req, now)
+    }
+
+    /// An EAP-Response/Identity from `nas`; the State of the Start, or
+    /// the reason it was refused.
+    fn identity_from(&self, nas: &str, now: Instant) -> Result<State, &'static str> {
+        let id = packet::build(EapCode::Response, 7, Some(method::IDENTITY), b"x");
+        let req = EapRequest {
+            eap: &id,
+            state: None,
+            calling_station: None,
+            framed_mtu: None,
+            nas,
+        };
+        match self.handle(&req, now) {
+            Reply::Challenge { state, .. } => Ok(state),
+            other => Err(reason(other)),
+        }
+    }
+
+    fn handle(&self, req: &EapRequest<'_>, now: Instant) -> Reply {
+        match service::handle(&self.table, &self.tls.server, &self.settings, req, now) {
             Handled::Done(r) => r,
             Handled::Authorize(out) => service::finish(
                 &self.table,
@@ -422,4 +449,95 @@ fn chain_identity_comes_from_the_verified_chain_cache() {
         r.tls.identity(&other.client_chain, true),
         Err(ChainError::Rejected(_))
     ));
+}
+
+#[test]
+fn a_full_table_evicts_the_idlest_conversation_of_the_largest_nas() {
+    use super::table::Eviction;
+    let r = rig_shared(1000, 4, 4);
+    let t0 = Instant::now();
+    let a1 = r.identity_from("a", t0).expect("admitted");
+    let a2 = r.identity_from("a", t0).expect("admitted");
+    let a3 = r
+        .identity_from("a", t0 + Duration::from_millis(100))
+        .expect("admitted");
+    let b1 = r.identity_from("b", t0).expect("admitted");
+    // Full, and nothing has been idle for evictable_after (1 s).
+    let soon = t0 + Duration::from_millis(500);
+    assert_eq!(r.identity_from("c", soon), Err("table_full"));
+    // a1 makes progress (a request continues it): it is no longer idlest.
+    let later = t0 + Duration::from_millis(1500);
+    let mut out = r.table.take(&a1, later).expect("a1 runs");
+    if let Some(c) = out.conversation.as_mut() {
+        c.last_seen = later;
+    }
+    r.table.put_back(out, false);
+    let c1 = r.identity_from("c", later).expect("room was made");
+    assert!(
+        r.table.take(&a2, later).is_none(),
+        "a2, idlest of the largest NAS, went"
+    );
+    for kept in [a1, a3, b1, c1] {
+        let out = r.table.take(&kept, later).expect("still running");
+        r.table.put_back(out, false);
+    }
+    assert_eq!(r.table.len(), 4);
+    assert_eq!(r.table.nas_len("a"), 2);
+    assert_eq!(
+        r.table.take_evictions(),
+        [(Eviction::TableFull, 1), (Eviction::NasShare, 0)]
+    );
+    assert_eq!(r.table.take_evictions()[0].1, 0, "taken counts reset");
+}
+
+#[test]
+fn one_nas_cannot_take_more_than_its_share() {
+    use super::table::Eviction;
+    let r = rig_shared(1000, 6, 3);
+    let t0 = Instant::now();
+    let flood: Vec<State> = (0..3)
+        .map(|i| {
+            r.identity_from("noisy", t0 + Duration::from_millis(i))
+                .expect("admitted")
+        })
+        .collect();
+    assert_eq!(r.identity_from("noisy", t0), Err("nas_share"));
+    // Other NASes still get in while the noisy one is at its share.
+    for _ in 0..3 {
+        r.identity_from("quiet", t0)
+            .expect("another NAS is admitted");
+    }
+    // Once the noisy NAS's oldest is evictable, it makes room from its own.
+    let later = t0 + Duration::from_millis(1001);
+    r.identity_from("noisy", later)
+        .expect("evicts its own idlest");
+    assert!(r.table.take(&flood[0], later).is_none());
+    assert_eq!(r.table.nas_len("noisy"), 3);
+    assert_eq!(r.table.nas_len("quiet"), 3);
+    assert_eq!(
+        r.table.take_evictions(),
+        [(Eviction::TableFull, 0), (Eviction::NasShare, 1)]
+    );
+}
+
+#[test]
+fn a_flood_above_the_cap_keeps_the_table_bounded_and_sweeps_to_empty() {
+    let r = rig_shared(1000, 50, 50);
+    let t0 = Instant::now();
+    let mut refused = 0;
+    for i in 0..500u64 {
+        // 25 ms apart: each is evictable 40 arrivals later, before the
+        // table is full again.
+        if r.identity_from("a", t0 + Duration::from_millis(25 * i))
+            .is_err()
+        {
+            refused += 1;
+        }
+        assert!(r.table.len() <= 50);
+    }
+    assert_eq!(refused, 0, "every new conversation found an evictable one");
+    let end = t0 + Duration::from_millis(25 * 500);
+    assert_eq!(r.table.sweep(end + Duration::from_secs(31)), 50);
+    assert!(r.table.is_empty());
+    assert_eq!(r.table.nas_len("a"), 0);
 }

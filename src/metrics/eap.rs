@@ -17,6 +17,7 @@ pub struct EapMetrics {
     pub active: IntGauge,
     pub expired: IntCounter,
     pub replaced: IntCounter,
+    pub evicted: IntCounterVec,
     pub discarded: IntCounterVec,
     pub tls_sessions: IntGauge,
     pub crl_reloads: IntCounterVec,
@@ -75,6 +76,13 @@ impl EapMetrics {
                 "certgate_eap_conversations_replaced_total",
                 "EAP conversations ended because the same station started a new one.",
             )?,
+            evicted: IntCounterVec::new(
+                Opts::new(
+                    "certgate_eap_conversations_evicted_total",
+                    "Idle EAP conversations ended to make room for a new one, by reason (table_full: the table was full; nas_share: their NAS held its share).",
+                ),
+                &["reason"],
+            )?,
             discarded: IntCounterVec::new(
                 Opts::new(
                     "certgate_eap_discarded_total",
@@ -118,6 +126,7 @@ impl EapMetrics {
             Box::new(m.handshake_seconds.clone()),
             Box::new(m.round_trips.clone()),
             Box::new(m.active.clone()),
+            Box::new(m.evicted.clone()),
             Box::new(m.expired.clone()),
             Box::new(m.replaced.clone()),
             Box::new(m.discarded.clone()),

@@ -104,6 +104,10 @@ impl DedupCache {
             .map(|s| {
                 let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
                 s.retain(|_, slot| !matches!(slot, Slot::Done { expires, .. } if *expires <= now));
+                // After a burst the map would keep its peak capacity.
+                if s.capacity() > 4 * s.len() + 1024 {
+                    s.shrink_to_fit();
+                }
                 s.len()
             })
             .sum()

@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use crate::accounting::Accounting;
 use crate::authz::engine::Authz;
 use crate::config::{Config, load_crls};
-use crate::eap::table::ConversationTable;
+use crate::eap::table::{ConversationTable, Limits};
 use crate::metrics::{self, Metrics, MetricsError};
 use crate::tls::{SessionStore, TlsContext, TlsError};
 
@@ -160,18 +160,21 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         version = env!("CARGO_PKG_VERSION"),
         "certgate started"
     );
-    let (eap_cap, eap_idle, sessions) = match &config.eap {
+    let (eap_limits, sessions) = match &config.eap {
         Some(e) => (
-            e.settings.max_conversations,
-            e.settings.idle_timeout,
+            e.settings.table_limits(),
             SessionStore::new(
                 e.tls_policy.session_cache_entries,
                 e.tls_policy.session_lifetime,
             ),
         ),
         None => (
-            1,
-            Duration::from_secs(30),
+            Limits {
+                cap: 1,
+                per_nas: 1,
+                idle_timeout: Duration::from_secs(30),
+                evictable_after: Duration::from_secs(1),
+            },
             SessionStore::new(1, Duration::from_secs(1)),
         ),
     };
@@ -180,7 +183,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     let runtime = Runtime::new(Arc::new(config), &sessions, &metrics)?;
     let shared = Arc::new(Shared {
         runtime: ArcSwap::from_pointee(runtime),
-        conversations: ConversationTable::new(eap_cap, eap_idle),
+        conversations: ConversationTable::new(eap_limits),
         sessions,
         accounting: accounting.clone(),
         dedup: DedupCache::new(
@@ -214,6 +217,9 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
                 let expired = shared.conversations.sweep(now);
                 let m = &shared.metrics.eap;
                 m.expired.inc_by(expired as u64);
+                for (eviction, n) in shared.conversations.take_evictions() {
+                    m.evicted.with_label_values(&[eviction.reason()]).inc_by(n);
+                }
                 m.active.set(shared.conversations.len() as i64);
                 m.tls_sessions.set(shared.sessions.sweep(now) as i64);
                 if let Some(a) = &shared.accounting {

@@ -197,13 +197,29 @@ impl TestServer {
     /// Polls a series until it has `want`: counters bumped after a reply is
     /// sent and gauges refreshed every second may lag what a client saw.
     pub fn wait_metric(&self, series: &str, want: f64) {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        self.wait_metric_within(series, want, Duration::from_secs(5))
+    }
+
+    pub fn wait_metric_within(&self, series: &str, want: f64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
         loop {
             let got = self.metric(series);
             if got == want {
                 return;
             }
             assert!(Instant::now() < deadline, "{series} = {got}, want {want}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Polls a series until it reaches at least `min`; returns its value.
+    pub fn wait_metric_at_least(&self, series: &str, min: f64, timeout: Duration) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.metric(series);
+            if got >= min || Instant::now() >= deadline {
+                return got;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
