@@ -11,13 +11,11 @@
 //!
 //! Run: `cargo bench --bench handshake`.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
 
@@ -51,17 +49,7 @@ fn setup(key: KeyType) -> Setup {
     let files = pki
         .issue_client(CLIENT, &ClientOptions::default())
         .expect("client certificate");
-    let pem = |p: &Path| CertificateDer::pem_file_iter(p).expect("pem");
-    let material = TlsMaterial {
-        chain: pem(&pki.path("server.pem"))
-            .collect::<Result<_, _>>()
-            .expect("chain"),
-        key: PrivateKeyDer::from_pem_file(pki.path("server.key")).expect("key"),
-        roots: pem(&pki.path("ca.pem"))
-            .collect::<Result<_, _>>()
-            .expect("ca"),
-        crls: Vec::new(),
-    };
+    let material = pki.server_material().expect("material");
     let client = |v| {
         client_config_with(
             &pki.path("ca.pem"),

@@ -3,6 +3,9 @@
 //! The library holds everything; `main.rs` is only the command line, so tests
 //! and the load generator run the same code as the server.
 
+// Memory safety is the compiler's job here: no unsafe code in this crate.
+#![forbid(unsafe_code)]
+
 pub mod accounting;
 pub mod authz;
 pub mod bench;

@@ -1,6 +1,9 @@
 //! The `certgate` command line: parses arguments and calls the library.
 //! Nothing else lives here.
 
+// Memory safety is the compiler's job here: no unsafe code in this crate.
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -37,6 +37,8 @@ pub enum PkiError {
     BadName(String),
     #[error("index.txt line {0} is damaged")]
     Index(usize),
+    #[error("{path}: {message}")]
+    Pem { path: PathBuf, message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +173,32 @@ impl Pki {
     }
 
     /// Creates the root CA, the server certificate and an empty CRL.
+    /// The server's certificate chain, key and the CA as rustls material
+    /// (no CRLs), for the sans-I/O engine in tests, benchmarks and fuzzing.
+    pub fn server_material(&self) -> Result<crate::tls::TlsMaterial, PkiError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let pem = |path: PathBuf| {
+            move |e: rustls::pki_types::pem::Error| PkiError::Pem {
+                message: e.to_string(),
+                path,
+            }
+        };
+        let certs = |name: &str| {
+            let path = self.path(name);
+            CertificateDer::pem_file_iter(&path)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(pem(path))
+        };
+        let key_path = self.path("server.key");
+        Ok(crate::tls::TlsMaterial {
+            chain: certs("server.pem")?,
+            key: PrivateKeyDer::from_pem_file(&key_path).map_err(pem(key_path))?,
+            roots: certs("ca.pem")?,
+            crls: Vec::new(),
+        })
+    }
+
     pub fn init(&self, server_name: &str, server_key: KeyType) -> Result<(), PkiError> {
         if self.exists() {
             return Err(PkiError::Exists(self.path("ca.pem")));

@@ -1,6 +1,9 @@
 //! `certgate-bench`: the load generator's command line. Everything it does
 //! lives in `certgate::bench`; this parses arguments and prints reports.
 
+// Memory safety is the compiler's job here: no unsafe code in this crate.
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

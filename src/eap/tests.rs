@@ -12,7 +12,7 @@ use super::table::{ConversationTable, State};
 use super::tls_frag::{FLAG_L, FLAG_M};
 use crate::pki::{ClientOptions, KeyType, Pki};
 use crate::supplicant::{EapTlsPeer, PeerStep, Versions, client_config};
-use crate::tls::{SessionStore, TlsContext, TlsMaterial, TlsPolicy, TlsVersion};
+use crate::tls::{SessionStore, TlsContext, TlsPolicy, TlsVersion};
 
 struct Rig {
     _dir: tempfile::TempDir,
@@ -35,19 +35,7 @@ fn rig_shared(fragment_size: usize, cap: usize, per_nas: usize) -> Rig {
     let files = pki
         .issue_client("alice@example.org", &ClientOptions::default())
         .expect("client");
-    use rustls::pki_types::pem::PemObject;
-    let certs = |p: &std::path::Path| {
-        rustls::pki_types::CertificateDer::pem_file_iter(p)
-            .expect("pem")
-            .collect::<Result<Vec<_>, _>>()
-            .expect("certs")
-    };
-    let material = TlsMaterial {
-        chain: certs(&pki.path("server.pem")),
-        key: rustls::pki_types::PrivateKeyDer::from_pem_file(pki.path("server.key")).expect("key"),
-        roots: certs(&pki.path("ca.pem")),
-        crls: Vec::new(),
-    };
+    let material = pki.server_material().expect("material");
     let policy = TlsPolicy {
         min_version: TlsVersion::V1_2,
         max_version: TlsVersion::V1_3,
@@ -83,7 +71,13 @@ fn rig_shared(fragment_size: usize, cap: usize, per_nas: usize) -> Rig {
         replace_by_calling_station: true,
     };
     Rig {
-        client_chain: certs(&files.certificate),
+        client_chain: {
+            use rustls::pki_types::pem::PemObject;
+            rustls::pki_types::CertificateDer::pem_file_iter(&files.certificate)
+                .expect("pem")
+                .collect::<Result<Vec<_>, _>>()
+                .expect("certs")
+        },
         _dir: dir,
         tls,
         table: ConversationTable::new(settings.table_limits()),

@@ -1,0 +1,19 @@
+//! The FreeRADIUS-format dictionary parser on arbitrary file contents.
+#![no_main]
+
+use std::sync::LazyLock;
+
+use certgate::dictionary::Dictionary;
+use libfuzzer_sys::fuzz_target;
+
+static DIR: LazyLock<tempfile::TempDir> =
+    LazyLock::new(|| tempfile::tempdir().expect("temporary directory"));
+
+fuzz_target!(|data: &[u8]| {
+    let path = DIR.path().join("dictionary");
+    std::fs::write(&path, data).expect("write");
+    if let Ok(d) = Dictionary::from_file(&path) {
+        let _ = d.attribute("User-Name");
+        let _ = d.attribute_count();
+    }
+});
