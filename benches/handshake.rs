@@ -23,7 +23,7 @@ use certgate::eap::conversation::Granted;
 use certgate::eap::packet::reassemble;
 use certgate::eap::reply::{ReplyContext, encode};
 use certgate::eap::service::{self, EapRequest, EapSettings, Handled, Reply};
-use certgate::eap::table::ConversationTable;
+use certgate::eap::table::{ConversationTable, Limits};
 use certgate::pki::{ClientOptions, KeyType, Pki};
 use certgate::radius::Packet;
 use certgate::radius::attr::STATE;
@@ -160,14 +160,16 @@ fn eap_server(material: &TlsMaterial) -> Eap {
     let settings = EapSettings {
         fragment_size: 1024,
         max_message: 64 * 1024,
-        idle_timeout: Duration::from_secs(30),
-        max_conversations: 1000,
-        max_conversations_per_nas: 1000,
-        evictable_after: Duration::from_secs(1),
+        table: Limits {
+            cap: 1000,
+            per_nas: 1000,
+            idle_timeout: Duration::from_secs(30),
+            evictable_after: Duration::from_secs(1),
+        },
         replace_by_calling_station: true,
     };
     Eap {
-        table: ConversationTable::new(settings.table_limits()),
+        table: ConversationTable::new(settings.table),
         tls: TlsContext::build(material, &policy, &sessions).expect("tls context"),
         settings,
         secret: Secret::new(b"testing123"),

@@ -211,7 +211,7 @@ fn identity_eap(id: u8) -> Vec<u8> {
 /// One malformed datagram of class `class` for the auth or acct port.
 fn malformed(rng: &mut Rng, class: usize) -> (Vec<u8>, bool) {
     let id = rng.next() as u8;
-    let valid = || match rng_pick(id) {
+    let valid = || match id % 3 {
         0 => (access_request(id, &identity_eap(id), None), true),
         1 => (status_server(id), true),
         _ => (accounting_request(id), false),
@@ -285,10 +285,6 @@ fn malformed(rng: &mut Rng, class: usize) -> (Vec<u8>, bool) {
             (with_code(status_server(id), code), rng.below(2) == 0)
         }
     }
-}
-
-fn rng_pick(id: u8) -> u8 {
-    id % 3
 }
 
 fn last_attribute(p: &[u8]) -> usize {

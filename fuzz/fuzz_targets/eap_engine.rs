@@ -10,7 +10,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use certgate::eap::service::{self, EapRequest, EapSettings, Handled, Reply};
-use certgate::eap::table::ConversationTable;
+use certgate::eap::table::{ConversationTable, Limits};
 use certgate::pki::{KeyType, Pki};
 use certgate::tls::{SessionStore, TlsContext, TlsPolicy, TlsVersion};
 use libfuzzer_sys::fuzz_target;
@@ -44,10 +44,12 @@ static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
         settings: EapSettings {
             fragment_size: 1000,
             max_message: 65536,
-            idle_timeout: Duration::from_secs(30),
-            max_conversations: 4,
-            max_conversations_per_nas: 2,
-            evictable_after: Duration::from_secs(1),
+            table: Limits {
+                cap: 4,
+                per_nas: 2,
+                idle_timeout: Duration::from_secs(30),
+                evictable_after: Duration::from_secs(1),
+            },
             replace_by_calling_station: true,
         },
         _dir: dir,
@@ -56,7 +58,7 @@ static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
 
 fuzz_target!(|data: &[u8]| {
     let e = &*ENGINE;
-    let table = ConversationTable::new(e.settings.table_limits());
+    let table = ConversationTable::new(e.settings.table);
     let mut now = Instant::now();
     let mut state = None;
     let mut rest = data;

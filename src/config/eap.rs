@@ -17,6 +17,7 @@ use super::{Problems, either, parse_duration, resolve};
 use crate::authz::engine::AuthzSettings;
 use crate::dictionary::Dictionary;
 use crate::eap::service::EapSettings;
+use crate::eap::table::Limits;
 use crate::tls::identity::{Binding, IdentitySource};
 use crate::tls::{SessionStore, TlsContext, TlsMaterial, TlsPolicy, TlsVersion};
 
@@ -276,10 +277,12 @@ pub(super) fn validate(
         settings: EapSettings {
             fragment_size: eap.fragment_size as usize,
             max_message: usize::try_from(eap.max_message).unwrap_or(usize::MAX),
-            idle_timeout,
-            max_conversations: usize::try_from(eap.max_conversations).unwrap_or(usize::MAX),
-            max_conversations_per_nas: usize::try_from(per_nas).unwrap_or(usize::MAX),
-            evictable_after,
+            table: Limits {
+                cap: usize::try_from(eap.max_conversations).unwrap_or(usize::MAX),
+                per_nas: usize::try_from(per_nas).unwrap_or(usize::MAX),
+                idle_timeout,
+                evictable_after,
+            },
             replace_by_calling_station: eap.replace_by_calling_station,
         },
         binding,

@@ -585,6 +585,7 @@ mod tests {
         let err = load(
             "[tls]\ncertificate = \"nope.pem\"\nmin_version = \"1.4\"\ncrl_missing = \"maybe\"\n\
              [eap]\nidentity_binding = \"loose\"\nidentity_sources = [\"upn\", \"x\"]\nfragment_size = 10\n\
+             max_conversations = 10\nmax_conversations_per_nas = 11\nidle_timeout = \"2s\"\nevictable_after = \"3s\"\n\
              [authz]\nusers = \"none.toml\"\n\
              [accounting]\njournal_dir = \"j\"\nrotate_size = 10\nsession_timeout = \"later\"\n",
         )
@@ -600,6 +601,8 @@ mod tests {
             "eap.identity_binding: \"loose\"",
             "eap.identity_sources[1]: \"x\"",
             "eap.fragment_size: 10",
+            "eap.max_conversations_per_nas: 11 is not 1..=10",
+            "eap.evictable_after: 3s is longer than eap.idle_timeout (2s)",
             "authz.users: ",
             "accounting.rotate_size: 10",
             "accounting.session_timeout: \"later\"",

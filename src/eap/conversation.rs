@@ -5,6 +5,7 @@
 //! Sans-I/O: EAP packets and the current time in, EAP packets out. It must
 //! not know RADIUS attributes or State values; `table` and `service` do.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::packet::{self, EapCode, EapPacket, method};
@@ -37,7 +38,9 @@ pub struct Granted {
 
 #[derive(Debug)]
 pub struct Conversation {
-    pub nas: String,
+    /// Shared with the table's per-NAS bookkeeping, which names it on every
+    /// put-back.
+    pub nas: Arc<str>,
     pub outer_identity: String,
     pub calling_station: Option<String>,
     pub started: Instant,
@@ -64,7 +67,7 @@ impl Conversation {
     ) -> (Self, Vec<u8>) {
         let id = identity.identifier.wrapping_add(1);
         let conv = Conversation {
-            nas: nas.to_string(),
+            nas: Arc::from(nas),
             outer_identity: String::from_utf8_lossy(identity.data).into_owned(),
             calling_station,
             started: now,

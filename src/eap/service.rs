@@ -27,23 +27,9 @@ const MIN_FRAGMENT: usize = 64;
 pub struct EapSettings {
     pub fragment_size: usize,
     pub max_message: usize,
-    pub idle_timeout: Duration,
-    pub max_conversations: usize,
-    pub max_conversations_per_nas: usize,
-    pub evictable_after: Duration,
-    pub replace_by_calling_station: bool,
-}
-
-impl EapSettings {
     /// The conversation table's bounds.
-    pub fn table_limits(&self) -> Limits {
-        Limits {
-            cap: self.max_conversations,
-            per_nas: self.max_conversations_per_nas,
-            idle_timeout: self.idle_timeout,
-            evictable_after: self.evictable_after,
-        }
-    }
+    pub table: Limits,
+    pub replace_by_calling_station: bool,
 }
 
 /// The EAP-relevant parts of an Access-Request.
@@ -201,7 +187,7 @@ fn start<'t>(
                 "{} conversations running ({} from this NAS), none idle for {:?}",
                 table.len(),
                 table.nas_len(req.nas),
-                settings.evictable_after
+                settings.table.evictable_after
             ),
         ),
     }

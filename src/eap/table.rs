@@ -20,8 +20,8 @@
 //! Lock order: `nases` before a shard or `stations`; never the reverse.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::conversation::Conversation;
@@ -43,41 +43,23 @@ pub struct Limits {
     pub evictable_after: Duration,
 }
 
-/// Why a new conversation was not admitted.
+/// What ran out of room: why a new conversation was refused, and why an
+/// idle one was evicted to admit one. The names are metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// The table is full and every conversation made progress recently.
+pub enum NoRoom {
+    /// The whole table.
     TableFull,
-    /// The NAS holds its share and all of its conversations are recent.
+    /// The NAS's share of it.
     NasShare,
 }
 
-impl Refused {
-    /// The failure reason (a metric label).
-    pub fn reason(self) -> &'static str {
-        match self {
-            Refused::TableFull => "table_full",
-            Refused::NasShare => "nas_share",
-        }
-    }
-}
-
-/// Why a conversation was evicted (a metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Eviction {
-    /// To make room in a full table.
-    TableFull,
-    /// To make room within its NAS's share.
-    NasShare,
-}
-
-impl Eviction {
-    pub const ALL: [Eviction; 2] = [Eviction::TableFull, Eviction::NasShare];
+impl NoRoom {
+    pub const ALL: [NoRoom; 2] = [NoRoom::TableFull, NoRoom::NasShare];
 
     pub fn reason(self) -> &'static str {
         match self {
-            Eviction::TableFull => "table_full",
-            Eviction::NasShare => "nas_share",
+            NoRoom::TableFull => "table_full",
+            NoRoom::NasShare => "nas_share",
         }
     }
 }
@@ -95,7 +77,7 @@ pub struct ConversationTable {
     shards: Vec<Mutex<HashMap<State, Conversation>>>,
     /// (NAS, Calling-Station-Id) → the station's current conversation.
     stations: Mutex<HashMap<(String, String), State>>,
-    nases: Mutex<HashMap<String, Nas>>,
+    nases: Mutex<HashMap<Arc<str>, Nas>>,
     /// Conversations that exist, in the table or checked out; changed only
     /// under the `nases` lock, read without it for metrics.
     count: AtomicUsize,
@@ -169,8 +151,8 @@ impl ConversationTable {
     }
 
     /// Evictions since the last call, by reason.
-    pub fn take_evictions(&self) -> [(Eviction, u64); 2] {
-        Eviction::ALL.map(|e| (e, self.evicted[e as usize].swap(0, Ordering::Relaxed)))
+    pub fn take_evictions(&self) -> [(NoRoom, u64); 2] {
+        NoRoom::ALL.map(|e| (e, self.evicted[e as usize].swap(0, Ordering::Relaxed)))
     }
 
     /// Admits a new conversation under a fresh random State, evicting an
@@ -180,22 +162,22 @@ impl ConversationTable {
         &self,
         conversation: Conversation,
         now: Instant,
-    ) -> Result<CheckedOut<'_>, Refused> {
+    ) -> Result<CheckedOut<'_>, NoRoom> {
         let mut nases = lock(&self.nases);
-        let held = nases.get(conversation.nas.as_str()).map_or(0, |n| n.count);
+        let held = nases.get(&*conversation.nas).map_or(0, |n| n.count);
         // With a share as large as the table, a full share is a full table.
         if held >= self.limits.per_nas && self.limits.per_nas < self.limits.cap {
             if !self.evict_from(&mut nases, &conversation.nas, now) {
-                return Err(Refused::NasShare);
+                return Err(NoRoom::NasShare);
             }
-            self.evicted[Eviction::NasShare as usize].fetch_add(1, Ordering::Relaxed);
+            self.evicted[NoRoom::NasShare as usize].fetch_add(1, Ordering::Relaxed);
         } else if self.count.load(Ordering::Relaxed) >= self.limits.cap {
             if !self.evict_from_largest(&mut nases, now) {
-                return Err(Refused::TableFull);
+                return Err(NoRoom::TableFull);
             }
-            self.evicted[Eviction::TableFull as usize].fetch_add(1, Ordering::Relaxed);
+            self.evicted[NoRoom::TableFull as usize].fetch_add(1, Ordering::Relaxed);
         }
-        match nases.get_mut(conversation.nas.as_str()) {
+        match nases.get_mut(&*conversation.nas) {
             Some(n) => n.count += 1,
             None => {
                 nases.insert(
@@ -249,7 +231,7 @@ impl ConversationTable {
         let mut replaced = None;
         if replace {
             if let Some(station) = &conv.calling_station {
-                let key = (conv.nas.clone(), station.clone());
+                let key = (conv.nas.to_string(), station.clone());
                 let old = lock(&self.stations).insert(key, state);
                 if let Some(old) = old.filter(|o| *o != state) {
                     replaced = lock(&self.shards[shard_of(&old)]).remove(&old);
@@ -263,7 +245,7 @@ impl ConversationTable {
         if let Some(old) = &replaced {
             self.uncount(&mut nases, &old.nas);
         }
-        if let Some(n) = nases.get_mut(nas.as_str()) {
+        if let Some(n) = nases.get_mut(&*nas) {
             if n.queue.back() != Some(&entry) {
                 n.queue.push_back(entry);
             }
@@ -311,14 +293,16 @@ impl ConversationTable {
         for (state, c) in &expired {
             self.unstation(c, state);
         }
-        if !expired.is_empty() {
-            lock(&self.stations).shrink_to_fit();
+        let mut stations = lock(&self.stations);
+        if stations.capacity() > 4 * stations.len() + 1024 {
+            stations.shrink_to_fit();
         }
+        drop(stations);
         expired.len()
     }
 
     /// Evicts the idlest evictable conversation of `nas`.
-    fn evict_from(&self, nases: &mut HashMap<String, Nas>, nas: &str, now: Instant) -> bool {
+    fn evict_from(&self, nases: &mut HashMap<Arc<str>, Nas>, nas: &str, now: Instant) -> bool {
         let Some(n) = nases.get_mut(nas) else {
             return false;
         };
@@ -333,12 +317,13 @@ impl ConversationTable {
 
     /// Evicts from the NAS holding the most conversations, or the next
     /// largest when all of its conversations are recent.
-    fn evict_from_largest(&self, nases: &mut HashMap<String, Nas>, now: Instant) -> bool {
-        let mut order: Vec<(usize, &str)> =
-            nases.iter().map(|(k, n)| (n.count, k.as_str())).collect();
+    fn evict_from_largest(&self, nases: &mut HashMap<Arc<str>, Nas>, now: Instant) -> bool {
+        let mut order: Vec<(usize, Arc<str>)> =
+            nases.iter().map(|(k, n)| (n.count, k.clone())).collect();
         order.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
-        let order: Vec<String> = order.into_iter().map(|(_, k)| k.to_string()).collect();
-        order.iter().any(|nas| self.evict_from(nases, nas, now))
+        order
+            .iter()
+            .any(|(_, nas)| self.evict_from(nases, nas, now))
     }
 
     /// Removes the idlest conversation of one NAS if it has been idle for
@@ -371,7 +356,7 @@ impl ConversationTable {
         }
     }
 
-    fn uncount(&self, nases: &mut HashMap<String, Nas>, nas: &str) {
+    fn uncount(&self, nases: &mut HashMap<Arc<str>, Nas>, nas: &str) {
         if let Some(n) = nases.get_mut(nas) {
             n.count = n.count.saturating_sub(1);
         }
@@ -381,7 +366,7 @@ impl ConversationTable {
     fn unstation(&self, conv: &Conversation, state: &State) {
         if let Some(station) = &conv.calling_station {
             let mut stations = lock(&self.stations);
-            let key = (conv.nas.clone(), station.clone());
+            let key = (conv.nas.to_string(), station.clone());
             if stations.get(&key) == Some(state) {
                 stations.remove(&key);
             }

@@ -8,7 +8,7 @@ use rustls::pki_types::ServerName;
 
 use super::packet::{self, EapCode, method};
 use super::service::{self, EapRequest, EapSettings, Handled, Reply};
-use super::table::{ConversationTable, State};
+use super::table::{ConversationTable, Limits, State};
 use super::tls_frag::{FLAG_L, FLAG_M};
 use crate::pki::{ClientOptions, KeyType, Pki};
 use crate::supplicant::{EapTlsPeer, PeerStep, Versions, client_config};
@@ -64,10 +64,12 @@ fn rig_shared(fragment_size: usize, cap: usize, per_nas: usize) -> Rig {
     let settings = EapSettings {
         fragment_size,
         max_message: 16384,
-        idle_timeout: Duration::from_secs(30),
-        max_conversations: cap,
-        max_conversations_per_nas: per_nas,
-        evictable_after: Duration::from_secs(1),
+        table: Limits {
+            cap,
+            per_nas,
+            idle_timeout: Duration::from_secs(30),
+            evictable_after: Duration::from_secs(1),
+        },
         replace_by_calling_station: true,
     };
     Rig {
@@ -80,7 +82,7 @@ fn rig_shared(fragment_size: usize, cap: usize, per_nas: usize) -> Rig {
         },
         _dir: dir,
         tls,
-        table: ConversationTable::new(settings.table_limits()),
+        table: ConversationTable::new(settings.table),
         settings,
         client,
     }
@@ -447,7 +449,7 @@ fn chain_identity_comes_from_the_verified_chain_cache() {
 
 #[test]
 fn a_full_table_evicts_the_idlest_conversation_of_the_largest_nas() {
-    use super::table::Eviction;
+    use super::table::NoRoom;
     let r = rig_shared(1000, 4, 4);
     let t0 = Instant::now();
     let a1 = r.identity_from("a", t0).expect("admitted");
@@ -479,14 +481,14 @@ fn a_full_table_evicts_the_idlest_conversation_of_the_largest_nas() {
     assert_eq!(r.table.nas_len("a"), 2);
     assert_eq!(
         r.table.take_evictions(),
-        [(Eviction::TableFull, 1), (Eviction::NasShare, 0)]
+        [(NoRoom::TableFull, 1), (NoRoom::NasShare, 0)]
     );
     assert_eq!(r.table.take_evictions()[0].1, 0, "taken counts reset");
 }
 
 #[test]
 fn one_nas_cannot_take_more_than_its_share() {
-    use super::table::Eviction;
+    use super::table::NoRoom;
     let r = rig_shared(1000, 6, 3);
     let t0 = Instant::now();
     let flood: Vec<State> = (0..3)
@@ -510,7 +512,7 @@ fn one_nas_cannot_take_more_than_its_share() {
     assert_eq!(r.table.nas_len("quiet"), 3);
     assert_eq!(
         r.table.take_evictions(),
-        [(Eviction::TableFull, 0), (Eviction::NasShare, 1)]
+        [(NoRoom::TableFull, 0), (NoRoom::NasShare, 1)]
     );
 }
 

@@ -162,7 +162,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     );
     let (eap_limits, sessions) = match &config.eap {
         Some(e) => (
-            e.settings.table_limits(),
+            e.settings.table,
             SessionStore::new(
                 e.tls_policy.session_cache_entries,
                 e.tls_policy.session_lifetime,
