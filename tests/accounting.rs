@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -195,45 +196,11 @@ fn exact_duplicates_are_stored_once_and_delay_resends_are_flagged() {
 async fn kill_9_under_load_loses_nothing_acknowledged() {
     let journal = tempfile::tempdir().expect("tempdir");
     let mut s = server(journal.path());
-    let secret = Secret::new(common::SECRET.as_bytes());
-    let acked = Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut senders = Vec::new();
-    for sender in 0..64 {
-        let (acked, stop, secret, target) = (acked.clone(), stop.clone(), secret.clone(), s.acct);
-        senders.push(tokio::spawn(async move {
-            let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let mut buf = vec![0u8; 4096];
-            for n in 0u32.. {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-                let session = format!("k-{sender}-{n}");
-                let req = accounting_request(&secret, n as u8, &session, 0);
-                if sock.send_to(&req, target).await.is_err() {
-                    break;
-                }
-                let got =
-                    tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf))
-                        .await;
-                let Ok(Ok((len, _))) = got else { break };
-                let Ok(reply) = Packet::decode(&buf[..len]) else {
-                    break;
-                };
-                let ra: [u8; 16] = req[4..20].try_into().expect("16");
-                if reply.code() == Code::AccountingResponse
-                    && certgate::radius::crypto::verify_response_authenticator(&reply, &ra, &secret)
-                {
-                    acked.lock().expect("acked").insert(session);
-                }
-            }
-        }));
-    }
+    // One try per record: once the server is killed nothing answers.
+    let load = Senders::start(s.acct, 64, "k", Duration::ZERO);
     // Let load build up, then kill -9 while requests are in flight.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while acked.lock().expect("acked").len() < 2000 && std::time::Instant::now() < deadline {
+    while load.acked() < 2000 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     s.signal("KILL");
@@ -245,11 +212,8 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         Some(9),
         "killed by SIGKILL"
     );
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for t in senders {
-        let _ = t.await;
-    }
-    let acked = acked.lock().expect("acked").clone();
+    let (acked, _) = load.finish().await;
+    let acked: HashSet<String> = acked.into_iter().collect();
     assert!(
         acked.len() >= 500,
         "too little load before the kill: {}",
@@ -282,4 +246,278 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
     );
     // Replay rebuilt the live table from the journal.
     assert!(s2.metric("certgate_acct_sessions_active{client=\"lo\"}") >= acked.len() as f64);
+}
+
+/// Whether the tests run as root: only root can mount the size-limited
+/// tmpfs that makes a disk fill up.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn run(program: &str, args: &[&str]) {
+    let ok = std::process::Command::new(program)
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "{program} {args:?} failed");
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        let at_str = at.display().to_string();
+        run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                &at_str,
+            ],
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let at = self.0.display().to_string();
+        let _ = std::process::Command::new("chattr")
+            .args(["-i", &at])
+            .status();
+        let _ = std::process::Command::new("umount")
+            .args(["-l", &at])
+            .status();
+    }
+}
+
+/// Makes the journal directory refuse new files (root ignores permission
+/// bits, so root uses the immutable attribute), or lets it accept them.
+fn directory_writable(dir: &Path, writable: bool, root: bool) {
+    if root {
+        let flag = if writable { "-i" } else { "+i" };
+        run("chattr", &[flag, &dir.display().to_string()]);
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if writable { 0o755 } else { 0o555 };
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+}
+
+/// Fills the file system holding `path` with one file; returns its size.
+fn fill(path: &Path) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("filler");
+    let chunk = vec![0u8; 64 * 1024];
+    let mut written = 0u64;
+    // Smaller and smaller writes take the last partial chunk too.
+    let mut size = chunk.len();
+    while size > 0 {
+        match f.write(&chunk[..size]) {
+            Ok(n) if n > 0 => written += n as u64,
+            _ => size /= 2,
+        }
+    }
+    written
+}
+
+/// 16 senders, each retrying one record until it is acknowledged (as a NAS
+/// does), while the journal's disk fills up and is freed, then its
+/// directory turns read-only and writable again. No acknowledgement while
+/// the journal cannot write; acknowledgements resume by themselves; every
+/// acknowledged record is in the journal exactly once, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_or_read_only_journal_under_load_loses_nothing_acknowledged() {
+    let root = is_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("journal");
+    std::fs::create_dir(&journal).expect("journal dir");
+    let _tmpfs = root.then(|| Tmpfs::mount(&journal, "64m"));
+    let s = TestServer::start(&format!(
+        "{}[accounting]\njournal_dir = {:?}\nrotate_size = 4096\n",
+        loopback_client(""),
+        journal.display().to_string()
+    ));
+    // Each record is retried until stored, for far longer than the faults.
+    let load = Senders::start(s.acct, 16, "f", Duration::from_secs(60));
+    let count = || load.acked();
+    let wait_for = |n: usize| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while count() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "acknowledgements stalled at {}",
+                count()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    // No acknowledgement at all over a second once the fault has bitten
+    // (a few small batches may still fit in pages already allocated).
+    let stalled = |what: &'static str| async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = count();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(count(), before, "acknowledged while the journal {what}");
+        before
+    };
+    wait_for(200).await;
+
+    let mut faults = Vec::new();
+    if root {
+        let filler = journal.join("filler");
+        let size = fill(&filler);
+        tokio::task::block_in_place(|| {
+            s.wait_metric_at_least(
+                "certgate_journal_errors_total{kind=\"no_space\"}",
+                1.0,
+                Duration::from_secs(10),
+            )
+        });
+        let at = stalled("was full").await;
+        eprintln!("disk full ({size} octets of filler) at {at} acknowledged records");
+        std::fs::remove_file(&filler).expect("free the disk");
+        wait_for(at + 200).await;
+        faults.push("no_space");
+    } else {
+        eprintln!("not root: the disk-full phase needs a tmpfs mount; skipped");
+    }
+
+    directory_writable(&journal, false, root);
+    tokio::task::block_in_place(|| {
+        s.wait_metric_at_least(
+            "certgate_journal_errors_total{kind=\"permission\"}",
+            1.0,
+            Duration::from_secs(10),
+        )
+    });
+    let at = stalled("was read-only").await;
+    eprintln!("directory read-only at {at} acknowledged records");
+    directory_writable(&journal, true, root);
+    wait_for(at + 200).await;
+    faults.push("permission");
+
+    let (acked, unacked) = load.finish().await;
+    assert!(unacked.is_empty(), "never acknowledged: {unacked:?}");
+    let stored: Vec<String> = records(&journal)
+        .iter()
+        .filter_map(|r| r["session_id"].as_str().map(str::to_string))
+        .collect();
+    let unique: HashSet<&String> = stored.iter().collect();
+    assert_eq!(unique.len(), stored.len(), "a record was stored twice");
+    let missing: Vec<&String> = acked.iter().filter(|a| !unique.contains(a)).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not stored: {missing:?}"
+    );
+    assert_eq!(stored.len(), acked.len(), "stored without acknowledgement");
+    for kind in faults {
+        let series = format!("certgate_journal_errors_total{{kind=\"{kind}\"}}");
+        eprintln!("{series} {}", s.metric(&series));
+    }
+    let not_stored =
+        s.metric("certgate_dropped_total{listener=\"acct\",reason=\"accounting_not_stored\"}");
+    assert!(not_stored >= 1.0);
+    eprintln!(
+        "{} records acknowledged and stored; {not_stored} requests not stored during the faults",
+        acked.len()
+    );
+}
+
+/// Accounting senders, each on its own socket sending records with unique
+/// session ids one after another, and retrying each (the same packet, as a
+/// NAS does) every 500 ms until it is acknowledged or `patience` has passed.
+struct Senders {
+    acked: Arc<std::sync::Mutex<Vec<String>>>,
+    unacked: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Senders {
+    fn start(target: SocketAddr, senders: usize, prefix: &str, patience: Duration) -> Senders {
+        let secret = Secret::new(common::SECRET.as_bytes());
+        let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let unacked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for sender in 0..senders {
+            let (acked, unacked, stop, secret) =
+                (acked.clone(), unacked.clone(), stop.clone(), secret.clone());
+            let prefix = prefix.to_string();
+            tasks.push(tokio::spawn(async move {
+                let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let mut buf = vec![0u8; 4096];
+                for n in 0u32.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let session = format!("{prefix}-{sender}-{n}");
+                    let req = accounting_request(&secret, n as u8, &session, 0);
+                    let ra: [u8; 16] = req[4..20].try_into().expect("16");
+                    let give_up = std::time::Instant::now() + patience;
+                    let stored = loop {
+                        let _ = sock.send_to(&req, target).await;
+                        let got = tokio::time::timeout(
+                            Duration::from_millis(500),
+                            sock.recv_from(&mut buf),
+                        )
+                        .await;
+                        if let Ok(Ok((len, _))) = got {
+                            let ok = Packet::decode(&buf[..len]).is_ok_and(|reply| {
+                                reply.code() == Code::AccountingResponse
+                                    && reply.identifier() == n as u8
+                                    && certgate::radius::crypto::verify_response_authenticator(
+                                        &reply, &ra, &secret,
+                                    )
+                            });
+                            if ok {
+                                break true;
+                            }
+                        }
+                        if std::time::Instant::now() >= give_up {
+                            break false;
+                        }
+                    };
+                    let list = if stored { &acked } else { &unacked };
+                    list.lock().expect("list").push(session);
+                }
+            }));
+        }
+        Senders {
+            acked,
+            unacked,
+            stop,
+            tasks,
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.lock().expect("acked").len()
+    }
+
+    /// Stops after each sender's current record; returns the session ids
+    /// acknowledged and those given up on.
+    async fn finish(self) -> (Vec<String>, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.expect("sender");
+        }
+        let take =
+            |l: &std::sync::Mutex<Vec<String>>| std::mem::take(&mut *l.lock().expect("list"));
+        (take(&self.acked), take(&self.unacked))
+    }
 }

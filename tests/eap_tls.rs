@@ -10,6 +10,7 @@ use certgate::pki::KeyType;
 use certgate::radius::crypto::Secret;
 use certgate::supplicant::{Versions, client_config};
 use common::lab::*;
+use common::load::Load;
 use common::{TestServer, loopback_client};
 
 fn server(lab: &Lab, eap_extra: &str, tls_extra: &str) -> TestServer {
@@ -506,5 +507,79 @@ async fn an_unreadable_crl_keeps_the_loaded_ones() {
     assert_eq!(
         authenticate(&revoked, &s).await.code,
         certgate::radius::Code::AccessReject
+    );
+}
+
+/// SIGHUP with a broken configuration file, a broken server certificate
+/// and a missing CRL while supplicants authenticate: each reload fails and
+/// says why, the running configuration serves every conversation
+/// meanwhile, and once the files are whole again the next SIGHUP applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_reloads_under_load_keep_the_running_configuration() {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = server(&lab, "", "");
+    let mut sup = lab.supplicant(ALICE, Versions::Both, false);
+    // A lost answer must show as a failure, not be hidden by a retry.
+    sup.attempts = 1;
+    let load = Load::start(&sup, s.auth, 6);
+    assert!(load.wait_more(20, Duration::from_secs(30)).await, "load");
+    let failed_reloads = "certgate_config_reloads_total{result=\"failed\"}";
+    let breakages: [(&str, std::path::PathBuf, Option<&[u8]>); 3] = [
+        (
+            "configuration",
+            s.config_path(),
+            Some(b"[server\nauth_listen = 5\n"),
+        ),
+        (
+            "server certificate",
+            lab.pki.path("server.pem"),
+            Some(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+        ),
+        ("CRL", lab.pki.path("crl.pem"), None),
+    ];
+    for (n, (what, path, broken)) in breakages.into_iter().enumerate() {
+        let whole = std::fs::read(&path).expect("read");
+        match broken {
+            Some(bytes) => std::fs::write(&path, bytes).expect("break"),
+            None => std::fs::remove_file(&path).expect("remove"),
+        }
+        s.signal("HUP");
+        let line = s
+            .wait_nth(
+                |v| {
+                    v["message"] == "configuration reload failed; keeping the running configuration"
+                },
+                n + 1,
+                Duration::from_secs(10),
+            )
+            .unwrap_or_else(|| panic!("{what}: no failed reload logged"));
+        eprintln!("broken {what}: {}", line["error"]);
+        tokio::task::block_in_place(|| s.wait_metric(failed_reloads, (n + 1) as f64));
+        assert!(
+            load.wait_more(20, Duration::from_secs(30)).await,
+            "{what}: service continues while the file is broken"
+        );
+        std::fs::write(&path, whole).expect("restore");
+    }
+    s.signal("HUP");
+    s.wait_log(
+        |v| v["message"] == "configuration reloaded",
+        Duration::from_secs(10),
+    )
+    .expect("the repaired files load");
+    assert!(load.wait_more(20, Duration::from_secs(30)).await, "after");
+    let samples = load.finish().await;
+    for x in &samples {
+        let o = x
+            .result
+            .as_ref()
+            .unwrap_or_else(|e| panic!("no answer: {e}"));
+        assert_eq!(o.code, certgate::radius::Code::AccessAccept, "{o:?}");
+        assert!(o.mppe_keys_match);
+    }
+    eprintln!("{} conversations, all accepted", samples.len());
+    assert_eq!(
+        s.metric("certgate_config_reloads_total{result=\"ok\"}"),
+        1.0
     );
 }

@@ -12,6 +12,8 @@ use certgate::pki::{ClientOptions, KeyType};
 use certgate::radius::Code;
 use certgate::supplicant::{Outcome, Supplicant, Versions};
 use common::lab::*;
+use common::latency::LatencyRelay;
+use common::load::{Load, within};
 use common::slapd::{BIND_DN, BIND_PASSWORD, Slapd};
 use common::{TestServer, loopback_client};
 
@@ -39,7 +41,7 @@ vlan = 99
 reply = ["Filter-Id = restricted"]
 "#;
 
-fn authz(slapd: &Slapd, groups: &str, extra: &str) -> String {
+fn authz(url: &str, groups: &str, extra: &str) -> String {
     format!(
         "[authz]\ndirectory = \"ldap\"\ntimeout = \"2s\"\n{extra}\n\
          [authz.ldap]\nurls = [{:?}]\nbind_dn = {BIND_DN:?}\nbind_password = {BIND_PASSWORD:?}\n\
@@ -48,7 +50,7 @@ fn authz(slapd: &Slapd, groups: &str, extra: &str) -> String {
          {groups}\n\
          disabled_filter = \"(employeeType=disabled)\"\nattributes = [\"departmentNumber\"]\n\
          connect_timeout = \"1s\"\noperation_timeout = \"1s\"\nbackoff_max = \"500ms\"\n{RULES}",
-        slapd.url()
+        url
     )
 }
 
@@ -101,7 +103,7 @@ async fn ldap_groups_nested_groups_and_attributes_decide_the_reply() {
     let slapd = Slapd::start();
     let lab = lab();
     for (strategy, groups) in [("search", BY_SEARCH), ("memberOf", BY_MEMBER_OF)] {
-        let s = server(&lab, &authz(&slapd, groups, ""));
+        let s = server(&lab, &authz(&slapd.url(), groups, ""));
         // alice is in staff, which is in employees: only nesting gives her
         // the employees rule.
         let o = authenticate(&supplicant(&lab, ALICE), &s).await;
@@ -168,7 +170,7 @@ async fn ldap_groups_nested_groups_and_attributes_decide_the_reply() {
 fn eapol_test_sees_vlan_and_vendor_attributes_from_ldap() {
     let slapd = Slapd::start();
     let lab = lab();
-    let s = server(&lab, &authz(&slapd, BY_SEARCH, ""));
+    let s = server(&lab, &authz(&slapd.url(), BY_SEARCH, ""));
     let conf = lab.eapol_conf(
         &lab.pki,
         ALICE,
@@ -214,14 +216,14 @@ async fn ldap_down_or_hung_gets_the_failure_policy_in_time_and_recovers() {
     let fallback = server(
         &lab,
         &authz(
-            &slapd,
+            &slapd.url(),
             BY_SEARCH,
             &format!(
                 "{no_cache}on_directory_error = \"accept\"\nfallback_groups = [\"directory-down\"]"
             ),
         ),
     );
-    let strict = server(&lab, &authz(&slapd, BY_SEARCH, no_cache));
+    let strict = server(&lab, &authz(&slapd.url(), BY_SEARCH, no_cache));
     let alice = supplicant(&lab, ALICE);
     for s in [&fallback, &strict] {
         let o = authenticate(&alice, s).await;
@@ -287,7 +289,7 @@ async fn a_dead_first_server_fails_over_to_the_second() {
     let slapd = Slapd::start();
     let lab = lab();
     // Port 1 on loopback refuses connections.
-    let text = authz(&slapd, BY_SEARCH, "").replacen(
+    let text = authz(&slapd.url(), BY_SEARCH, "").replacen(
         &format!("urls = [{:?}]", slapd.url()),
         &format!("urls = [\"ldap://127.0.0.1:1\", {:?}]", slapd.url()),
         1,
@@ -332,7 +334,7 @@ async fn ldaps_and_starttls_verify_the_server_against_the_configured_ca() {
         (format!("{plain}\nstarttls = true"), &wrong_ca, false),
     ] {
         let text =
-            authz(&slapd, BY_SEARCH, "").replacen(&plain, &format!("{urls}\nca = {ca:?}"), 1);
+            authz(&slapd.url(), BY_SEARCH, "").replacen(&plain, &format!("{urls}\nca = {ca:?}"), 1);
         let s = server(&lab, &text);
         let o = authenticate(&supplicant(&lab, ALICE), &s).await;
         if accepted {
@@ -353,7 +355,7 @@ async fn ldaps_and_starttls_verify_the_server_against_the_configured_ca() {
 async fn ambiguous_entries_and_a_refused_bind_are_directory_errors() {
     let slapd = Slapd::start();
     let lab = lab();
-    let s = server(&lab, &authz(&slapd, BY_SEARCH, ""));
+    let s = server(&lab, &authz(&slapd.url(), BY_SEARCH, ""));
     let o = authenticate(&supplicant(&lab, TWIN), &s).await;
     assert_eq!(o.code, Code::AccessReject);
     let line = outcome(&s, "access rejected", 1);
@@ -366,7 +368,7 @@ async fn ambiguous_entries_and_a_refused_bind_are_directory_errors() {
         "{line}"
     );
 
-    let wrong = authz(&slapd, BY_SEARCH, "").replacen(
+    let wrong = authz(&slapd.url(), BY_SEARCH, "").replacen(
         &format!("bind_password = {BIND_PASSWORD:?}"),
         "bind_password = \"not-the-password\"",
         1,
@@ -385,4 +387,136 @@ async fn ambiguous_entries_and_a_refused_bind_are_directory_errors() {
         slapd.url()
     );
     assert_eq!(s.metric(&bind_errors), 1.0);
+}
+
+/// Load through a latency relay to slapd while it turns slow, too slow,
+/// hung and stopped: every conversation is answered within the look-up
+/// timeout, by the failure policy when the directory cannot answer in
+/// time; service recovers without a restart; no connection or request is
+/// left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldap_slow_hung_and_stopped_under_load_answer_by_policy_and_recover() {
+    let mut slapd = Slapd::start();
+    let relay = LatencyRelay::start(
+        format!("127.0.0.1:{}", slapd.port)
+            .parse()
+            .expect("slapd address"),
+    );
+    let lab = lab();
+    let s = server(
+        &lab,
+        &authz(
+            &relay.url(),
+            BY_SEARCH,
+            "cache_ttl = \"0s\"\nnegative_cache_ttl = \"0s\"\n\
+             on_directory_error = \"accept\"\nfallback_groups = [\"directory-down\"]",
+        ),
+    );
+    let mut sup = supplicant(&lab, ALICE);
+    // A lost answer must show as a failure, not be hidden by a retry.
+    sup.attempts = 1;
+    let load = Load::start(&sup, s.auth, 6);
+    let vlan = |o: &Outcome| attribute(o, 81).map(<[u8]>::to_vec);
+    let (normal, fallback) = (b"\x0120".to_vec(), b"\x0199".to_vec());
+    let mut phases: Vec<(&str, Instant, Instant, Option<&Vec<u8>>)> = Vec::new();
+    let hold = Duration::from_secs(3);
+
+    let t = Instant::now();
+    assert!(load.wait_more(30, Duration::from_secs(30)).await, "load");
+    let fds_before = s.fd_count();
+    phases.push(("healthy", t, Instant::now(), Some(&normal)));
+
+    // Slow but within the timeouts: still the directory's answer.
+    relay.set_latency(Duration::from_millis(100));
+    let t = Instant::now();
+    tokio::time::sleep(hold).await;
+    phases.push(("slow (100 ms each way)", t, Instant::now(), Some(&normal)));
+
+    // Slower than operation_timeout: the failure policy.
+    relay.set_latency(Duration::from_millis(1500));
+    let t = Instant::now();
+    tokio::time::sleep(hold).await;
+    phases.push((
+        "too slow (1.5 s each way)",
+        t,
+        Instant::now(),
+        Some(&fallback),
+    ));
+    relay.set_latency(Duration::ZERO);
+    let t = Instant::now();
+    until_answer(&load, t, &normal, vlan).await;
+    phases.push(("recovering", t, Instant::now(), None));
+
+    slapd.freeze(true);
+    let t = Instant::now();
+    tokio::time::sleep(hold).await;
+    phases.push(("hung", t, Instant::now(), Some(&fallback)));
+    slapd.freeze(false);
+    let t = Instant::now();
+    until_answer(&load, t, &normal, vlan).await;
+    phases.push(("recovering", t, Instant::now(), None));
+
+    slapd.stop();
+    let t = Instant::now();
+    tokio::time::sleep(hold).await;
+    phases.push(("stopped", t, Instant::now(), Some(&fallback)));
+    slapd.restart();
+    let t = Instant::now();
+    until_answer(&load, t, &normal, vlan).await;
+    phases.push(("recovering", t, Instant::now(), None));
+
+    let samples = load.finish().await;
+    // The look-up timeout (2 s) plus the rest of a conversation under load.
+    let bound = Duration::from_millis(3500);
+    for (name, from, to, want) in &phases {
+        let inside = within(&samples, *from, *to);
+        let slowest = inside.iter().map(|x| x.took).max().unwrap_or_default();
+        eprintln!(
+            "{name}: {} conversations inside the phase, slowest {slowest:?}",
+            inside.len()
+        );
+        if let Some(want) = want {
+            assert!(!inside.is_empty(), "{name}: no conversation inside");
+            for x in &inside {
+                let o = x.result.as_ref().unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(vlan(o).as_ref(), Some(*want), "{name}: {o:?}");
+            }
+        }
+    }
+    for x in &samples {
+        let o = x
+            .result
+            .as_ref()
+            .unwrap_or_else(|e| panic!("no answer: {e}"));
+        assert_eq!(o.code, Code::AccessAccept, "{o:?}");
+        assert!(x.took < bound, "a conversation took {:?}", x.took);
+    }
+    tokio::task::block_in_place(|| s.wait_metric("certgate_in_flight_requests", 0.0));
+    let fds_after = s.fd_count();
+    eprintln!(
+        "{} conversations; fds {fds_before} → {fds_after}",
+        samples.len()
+    );
+    // The pool holds at most two connections; everything else was closed.
+    assert!(
+        fds_after <= fds_before + 2,
+        "fds {fds_before} before the faults, {fds_after} after"
+    );
+}
+
+/// Waits (bounded) until a conversation that began after `since` got `want`.
+async fn until_answer(
+    load: &Load,
+    since: Instant,
+    want: &[u8],
+    vlan: impl Fn(&Outcome) -> Option<Vec<u8>>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if load.any_since(since, |o| vlan(o).as_deref() == Some(want)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no recovery within 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

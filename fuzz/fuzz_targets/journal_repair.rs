@@ -2,11 +2,18 @@
 //! repair leaves only whole JSON lines and never cuts a whole line.
 #![no_main]
 
+use std::sync::LazyLock;
+
 use certgate::accounting::journal::{files, repair};
 use libfuzzer_sys::fuzz_target;
 
+// One directory for the whole run: a fresh one per execution made this
+// target spend most of its time creating and removing directories.
+static DIR: LazyLock<tempfile::TempDir> =
+    LazyLock::new(|| tempfile::tempdir().expect("temporary directory"));
+
 fuzz_target!(|data: &[u8]| {
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let dir = &*DIR;
     let path = dir.path().join("acct-20260101T000000Z-000001.jsonl");
     std::fs::write(&path, data).expect("write");
     assert_eq!(

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod lab;
+pub mod latency;
+pub mod load;
 pub mod slapd;
 
 pub const SECRET: &str = "testing123";
@@ -61,7 +63,23 @@ impl TestServer {
     /// Runs the binary with `args` and extra environment, on ephemeral
     /// ports the caller arranged; waits until it listens.
     pub fn spawn(dir: tempfile::TempDir, args: &[String], env: &[(&str, &str)]) -> TestServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_certgate"))
+        Self::spawn_as(dir, args, env, None)
+    }
+
+    /// `spawn`, as user `uid` when given (the caller must be root): file
+    /// permissions then bind the server as they would in production.
+    pub fn spawn_as(
+        dir: tempfile::TempDir,
+        args: &[String],
+        env: &[(&str, &str)],
+        uid: Option<u32>,
+    ) -> TestServer {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_certgate"));
+        if let Some(uid) = uid {
+            use std::os::unix::process::CommandExt;
+            command.uid(uid).gid(uid);
+        }
+        let mut child = command
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -112,6 +130,13 @@ impl TestServer {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Open file descriptors (sockets included): a leak shows here.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     /// Waits for a log line (parsed JSON) matching `pred`, searching lines
