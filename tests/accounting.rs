@@ -363,14 +363,33 @@ async fn a_full_or_read_only_journal_under_load_loses_nothing_acknowledged() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    // No acknowledgement at all over a second once the fault has bitten
-    // (a few small batches may still fit in pages already allocated).
+    // Once the fault has bitten, acknowledgements stop: a few small batches
+    // may still fit in the page the journal file already holds (or, for a
+    // directory, in the open file until it rotates at 4 KiB), then none for
+    // 1.5 s, three rounds of retries from every sender. Returns the count.
     let stalled = |what: &'static str| async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let before = count();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(count(), before, "acknowledged while the journal {what}");
-        before
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let (mut last, mut since) = (count(), std::time::Instant::now());
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = count();
+            if now != last {
+                (last, since) = (now, std::time::Instant::now());
+            } else if since.elapsed() >= Duration::from_millis(1500) {
+                return last;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "acknowledgements went on while the journal {what}"
+            );
+        }
+    };
+    let first_error = |kind: &str| {
+        let series = format!("certgate_journal_errors_total{{kind=\"{kind}\"}}");
+        let n = tokio::task::block_in_place(|| {
+            s.wait_metric_at_least(&series, 1.0, Duration::from_secs(10))
+        });
+        assert!(n >= 1.0, "no {series} within 10 s");
     };
     wait_for(200).await;
 
@@ -378,13 +397,7 @@ async fn a_full_or_read_only_journal_under_load_loses_nothing_acknowledged() {
     if root {
         let filler = journal.join("filler");
         let size = fill(&filler);
-        tokio::task::block_in_place(|| {
-            s.wait_metric_at_least(
-                "certgate_journal_errors_total{kind=\"no_space\"}",
-                1.0,
-                Duration::from_secs(10),
-            )
-        });
+        first_error("no_space");
         let at = stalled("was full").await;
         eprintln!("disk full ({size} octets of filler) at {at} acknowledged records");
         std::fs::remove_file(&filler).expect("free the disk");
@@ -395,13 +408,7 @@ async fn a_full_or_read_only_journal_under_load_loses_nothing_acknowledged() {
     }
 
     directory_writable(&journal, false, root);
-    tokio::task::block_in_place(|| {
-        s.wait_metric_at_least(
-            "certgate_journal_errors_total{kind=\"permission\"}",
-            1.0,
-            Duration::from_secs(10),
-        )
-    });
+    first_error("permission");
     let at = stalled("was read-only").await;
     eprintln!("directory read-only at {at} acknowledged records");
     directory_writable(&journal, true, root);

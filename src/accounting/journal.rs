@@ -172,11 +172,9 @@ impl Writer {
             o.len + data.len() as u64 > self.config.rotate_bytes && o.len > 0
                 || o.opened.elapsed() >= self.config.rotate_interval
         });
-        if rotate {
-            if let Some(o) = self.open.take() {
-                let _ = o.file.sync_all();
-                tracing::info!(file = %o.path.display(), octets = o.len, "journal file rotated");
-            }
+        if rotate && let Some(o) = self.open.take() {
+            let _ = o.file.sync_all();
+            tracing::info!(file = %o.path.display(), octets = o.len, "journal file rotated");
         }
         if self.open.is_none() {
             self.open = Some(self.open_new()?);

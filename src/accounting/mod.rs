@@ -227,10 +227,10 @@ fn set_all(gauges: &prometheus::IntGaugeVec, counts: &HashMap<String, i64>) {
     use prometheus::core::Collector;
     for family in gauges.collect() {
         for metric in family.get_metric() {
-            if let Some(label) = metric.get_label().first() {
-                if !counts.contains_key(label.value()) {
-                    gauges.with_label_values(&[label.value()]).set(0);
-                }
+            if let Some(label) = metric.get_label().first()
+                && !counts.contains_key(label.value())
+            {
+                gauges.with_label_values(&[label.value()]).set(0);
             }
         }
     }

@@ -201,10 +201,8 @@ impl Sessions {
                     bump(&mut self.by_client, &r.client, 1);
                 }
                 if !exists || old_group != new_group {
-                    if exists {
-                        if let Some(g) = &old_group {
-                            bump(&mut self.by_group, g, -1);
-                        }
+                    if exists && let Some(g) = &old_group {
+                        bump(&mut self.by_group, g, -1);
                     }
                     if let Some(g) = &new_group {
                         bump(&mut self.by_group, g, 1);

@@ -454,13 +454,13 @@ impl Config {
                 p.add(&key("name"), format!("{name:?} is used by another client"));
             }
             names.push(name.clone());
-            if let Some(net) = network {
-                if let Some(o) = clients.iter().find(|o| o.network == net) {
-                    p.add(
-                        &key("address"),
-                        format!("{net} is already the address of client {:?}", o.name),
-                    );
-                }
+            if let Some(net) = network
+                && let Some(o) = clients.iter().find(|o| o.network == net)
+            {
+                p.add(
+                    &key("address"),
+                    format!("{net} is already the address of client {:?}", o.name),
+                );
             }
             if let (Some(network), Some(secret)) = (network, secret) {
                 clients.push(ClientConfig {

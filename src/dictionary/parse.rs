@@ -120,12 +120,12 @@ impl Loader {
                         .get(&name.to_ascii_lowercase())
                         .copied()
                         .ok_or_else(|| err(format!("BEGIN-VENDOR of unknown vendor {name:?}")))?;
-                    if let Some(format) = words.get(2) {
-                        if !format.starts_with("format=Extended-Vendor-Specific-") {
-                            return Err(err(format!(
-                                "BEGIN-VENDOR option {format:?} is not understood"
-                            )));
-                        }
+                    if let Some(format) = words.get(2)
+                        && !format.starts_with("format=Extended-Vendor-Specific-")
+                    {
+                        return Err(err(format!(
+                            "BEGIN-VENDOR option {format:?} is not understood"
+                        )));
                     }
                     block.vendor = Some(id);
                 }
@@ -208,10 +208,10 @@ impl Loader {
             }
             return Ok(());
         }
-        if let Some(&other) = self.dict.vendor_by_name.get(&name.to_ascii_lowercase()) {
-            if other != id {
-                return Err(format!("VENDOR {name:?} already has number {other}"));
-            }
+        if let Some(&other) = self.dict.vendor_by_name.get(&name.to_ascii_lowercase())
+            && other != id
+        {
+            return Err(format!("VENDOR {name:?} already has number {other}"));
         }
         self.dict
             .vendor_by_name

@@ -229,13 +229,11 @@ impl ConversationTable {
         };
         let state = out.state;
         let mut replaced = None;
-        if replace {
-            if let Some(station) = &conv.calling_station {
-                let key = (conv.nas.to_string(), station.clone());
-                let old = lock(&self.stations).insert(key, state);
-                if let Some(old) = old.filter(|o| *o != state) {
-                    replaced = lock(&self.shards[shard_of(&old)]).remove(&old);
-                }
+        if replace && let Some(station) = &conv.calling_station {
+            let key = (conv.nas.to_string(), station.clone());
+            let old = lock(&self.stations).insert(key, state);
+            if let Some(old) = old.filter(|o| *o != state) {
+                replaced = lock(&self.shards[shard_of(&old)]).remove(&old);
             }
         }
         let entry = (conv.last_seen, state);

@@ -138,25 +138,25 @@ impl Reassembler {
             return Err(FragmentError::AboveCap { cap: self.cap });
         }
         self.buf.extend_from_slice(rest);
-        if let Some(declared) = self.declared {
-            if self.buf.len() > declared {
-                return Err(FragmentError::BeyondDeclared {
-                    total: self.buf.len(),
-                    declared,
-                });
-            }
+        if let Some(declared) = self.declared
+            && self.buf.len() > declared
+        {
+            return Err(FragmentError::BeyondDeclared {
+                total: self.buf.len(),
+                declared,
+            });
         }
         if flags & FLAG_M != 0 {
             self.in_progress = true;
             return Ok(Incoming::NeedMore);
         }
-        if let Some(declared) = self.declared {
-            if self.buf.len() != declared {
-                return Err(FragmentError::ShortOfDeclared {
-                    total: self.buf.len(),
-                    declared,
-                });
-            }
+        if let Some(declared) = self.declared
+            && self.buf.len() != declared
+        {
+            return Err(FragmentError::ShortOfDeclared {
+                total: self.buf.len(),
+                declared,
+            });
         }
         let message = std::mem::take(&mut self.buf);
         self.reset();

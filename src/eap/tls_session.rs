@@ -121,19 +121,19 @@ impl TlsSession {
 
     /// Handles the Type-Data of one EAP-Response/EAP-TLS.
     pub fn on_response(&mut self, type_data: &[u8]) -> Step {
-        if let Some(out) = &mut self.outbound {
-            if out.has_more() {
-                if !is_ack(type_data) {
-                    return self.fail(Failure::new(
-                        "unexpected_message",
-                        "data instead of an acknowledgement of our fragment",
-                    ));
-                }
-                return match out.next_fragment() {
-                    Some(f) => Step::Send(f),
-                    None => self.fail(Failure::new("internal", "fragment vanished")),
-                };
+        if let Some(out) = &mut self.outbound
+            && out.has_more()
+        {
+            if !is_ack(type_data) {
+                return self.fail(Failure::new(
+                    "unexpected_message",
+                    "data instead of an acknowledgement of our fragment",
+                ));
             }
+            return match out.next_fragment() {
+                Some(f) => Step::Send(f),
+                None => self.fail(Failure::new("internal", "fragment vanished")),
+            };
         }
         match std::mem::replace(&mut self.phase, Phase::Done) {
             Phase::Handshake => {

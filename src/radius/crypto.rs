@@ -198,7 +198,7 @@ pub fn decode_user_password(
     request_authenticator: &[u8; 16],
     secret: &Secret,
 ) -> Option<Vec<u8>> {
-    if value.is_empty() || value.len() % 16 != 0 || value.len() > 128 {
+    if value.is_empty() || !value.len().is_multiple_of(16) || value.len() > 128 {
         return None;
     }
     let mut plain = value.to_vec();
@@ -249,7 +249,7 @@ pub fn mppe_decrypt(
     request_authenticator: &[u8; 16],
     secret: &Secret,
 ) -> Option<Vec<u8>> {
-    if value.len() < 18 || (value.len() - 2) % 16 != 0 || value[0] & 0x80 == 0 {
+    if value.len() < 18 || !(value.len() - 2).is_multiple_of(16) || value[0] & 0x80 == 0 {
         return None;
     }
     let (salt, cipher) = value.split_at(2);

@@ -97,15 +97,15 @@ impl EapTlsPeer {
         if data.first().is_some_and(|f| f & FLAG_S != 0) {
             return self.flight();
         }
-        if let Some(out) = &mut self.outbound {
-            if out.has_more() {
-                if data != tls_frag::ack() {
-                    return Err(PeerError::Unexpected("data instead of an ack".into()));
-                }
-                return out
-                    .next_fragment()
-                    .ok_or_else(|| PeerError::Unexpected("no fragment".into()));
+        if let Some(out) = &mut self.outbound
+            && out.has_more()
+        {
+            if data != tls_frag::ack() {
+                return Err(PeerError::Unexpected("data instead of an ack".into()));
             }
+            return out
+                .next_fragment()
+                .ok_or_else(|| PeerError::Unexpected("no fragment".into()));
         }
         match self
             .inbound
