@@ -303,6 +303,49 @@ fn resolve(base: &Path, path: &str) -> PathBuf {
     }
 }
 
+/// The `config` crate reads every key it collects, from the file and from
+/// `CERTGATE_*` variables, as a path expression: `"a.b"` becomes a table and
+/// `"a[2000000000]"` an array it allocates to that index, which aborts the
+/// process (found by the config_file fuzzer). certgate's keys are plain
+/// words, so any key holding `.`, `[` or `]` is refused here, before the
+/// crate sees it, and named.
+fn plain_keys(p: &mut Problems, text: &str) {
+    fn walk(p: &mut Problems, prefix: &str, value: &toml::Value) {
+        match value {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    if k.contains(['.', '[', ']']) {
+                        p.add(&key, "'.', '[' and ']' cannot be part of a key name");
+                    } else {
+                        walk(p, &key, v);
+                    }
+                }
+            }
+            toml::Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(p, &format!("{prefix}[{i}]"), v);
+                }
+            }
+            _ => {}
+        }
+    }
+    // A file that is not TOML is left to the loader, which reports where.
+    if let Ok(table) = text.parse::<toml::Table>() {
+        walk(p, "", &toml::Value::Table(table));
+    }
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CERTGATE_") && name.contains(['.', '[', ']']) {
+            p.add(&name, "'.', '[' and ']' cannot be part of a variable name");
+        }
+    }
+}
+
 impl Config {
     /// Reads, overrides from the environment, validates, and loads the
     /// dictionaries and secrets the file names.
@@ -321,6 +364,14 @@ impl Config {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| read_err(e.to_string()))?;
+        let mut p = Problems(Vec::new());
+        plain_keys(&mut p, &text);
+        if !p.0.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems: p.0,
+            });
+        }
         let env = config::Environment::with_prefix("CERTGATE")
             .prefix_separator("_")
             .separator("__")
@@ -554,6 +605,28 @@ mod tests {
         assert_eq!(c.clients[1].network.prefix_len(), 128);
         assert!(!c.clients[1].require_message_authenticator);
         assert!(c.clients[0].limit_proxy_state);
+    }
+
+    /// Regression: fuzz/artifacts/config_file/crash-6554c21a… aborted the
+    /// process (an array of 2 000 000 036 values). Now a named problem.
+    #[test]
+    fn keys_the_config_crate_would_read_as_paths_are_refused() {
+        for (text, key) in [
+            (
+                "'wcs[0000000002000000036]'='[ '",
+                "server.wcs[0000000002000000036]",
+            ),
+            ("\"receive.buffer\" = 1", "server.receive.buffer"),
+            ("[[clients]]\nname = \"a\"\n\"x]\" = 1", "clients[0].x]"),
+        ] {
+            let err = load(text).expect_err("refused").to_string();
+            assert!(
+                err.contains(&format!(
+                    "{key}: '.', '[' and ']' cannot be part of a key name"
+                )),
+                "{err}"
+            );
+        }
     }
 
     #[test]
