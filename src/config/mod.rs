@@ -458,7 +458,15 @@ impl Config {
                 LogFormat::Text
             }
         };
-        if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+        // tracing-subscriber 0.3.23 panics on some non-ASCII filters (it
+        // slices inside a character; found by the config_file fuzzer), and
+        // targets, levels and field names are ASCII anyway.
+        if !raw.log.level.is_ascii() {
+            p.add(
+                "log.level",
+                format!("{:?} has characters other than ASCII", raw.log.level),
+            );
+        } else if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
             p.add(
                 "log.level",
                 format!("{:?} is not a level or filter like \"info\"", raw.log.level),
@@ -627,6 +635,17 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    /// Regression: fuzz/artifacts/config_file/crash-e9bf65c6… panicked
+    /// inside tracing-subscriber's filter parser.
+    #[test]
+    fn a_non_ascii_log_filter_is_refused_not_parsed() {
+        let err = load("[log]\nlevel = \"info, email\u{5ac}[AN)ewcn~(o\"")
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("log.level: "), "{err}");
+        assert!(err.contains("characters other than ASCII"), "{err}");
     }
 
     #[test]
