@@ -63,23 +63,7 @@ impl TestServer {
     /// Runs the binary with `args` and extra environment, on ephemeral
     /// ports the caller arranged; waits until it listens.
     pub fn spawn(dir: tempfile::TempDir, args: &[String], env: &[(&str, &str)]) -> TestServer {
-        Self::spawn_as(dir, args, env, None)
-    }
-
-    /// `spawn`, as user `uid` when given (the caller must be root): file
-    /// permissions then bind the server as they would in production.
-    pub fn spawn_as(
-        dir: tempfile::TempDir,
-        args: &[String],
-        env: &[(&str, &str)],
-        uid: Option<u32>,
-    ) -> TestServer {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_certgate"));
-        if let Some(uid) = uid {
-            use std::os::unix::process::CommandExt;
-            command.uid(uid).gid(uid);
-        }
-        let mut child = command
+        let mut child = Command::new(env!("CARGO_BIN_EXE_certgate"))
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
