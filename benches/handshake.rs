@@ -31,7 +31,7 @@ use certgate::radius::crypto::{Secret, verify_message_authenticator};
 use certgate::supplicant::exchange::Exchange;
 use certgate::supplicant::peer::{EapTlsPeer, PeerStep};
 use certgate::supplicant::{Versions, client_config_with};
-use certgate::tls::{SessionStore, TlsContext, TlsMaterial, TlsPolicy, TlsVersion};
+use certgate::tls::{SessionStore, TlsContext, TlsMaterial, TlsPolicy};
 
 const CLIENT: &str = "alice@example.org";
 
@@ -146,15 +146,12 @@ struct Eap {
 
 fn eap_server(material: &TlsMaterial) -> Eap {
     let policy = TlsPolicy {
-        min_version: TlsVersion::V1_2,
-        max_version: TlsVersion::V1_3,
         crl_missing_rejects: false,
         crl_expired_rejects: false,
-        require_client_auth_eku: true,
         resumption: false,
-        session_lifetime: Duration::from_secs(3600),
         session_cache_entries: 1000,
         verified_chain_cache: 0,
+        ..TlsPolicy::default()
     };
     let sessions = Arc::new(SessionStore::new(1000, Duration::from_secs(3600)));
     let settings = EapSettings {
@@ -163,8 +160,7 @@ fn eap_server(material: &TlsMaterial) -> Eap {
         table: Limits {
             cap: 1000,
             per_nas: 1000,
-            idle_timeout: Duration::from_secs(30),
-            evictable_after: Duration::from_secs(1),
+            ..Limits::default()
         },
         replace_by_calling_station: true,
     };

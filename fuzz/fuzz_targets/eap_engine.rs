@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use certgate::eap::service::{self, EapRequest, EapSettings, Handled, Reply};
 use certgate::eap::table::{ConversationTable, Limits};
 use certgate::pki::{KeyType, Pki};
-use certgate::tls::{SessionStore, TlsContext, TlsPolicy, TlsVersion};
+use certgate::tls::{SessionStore, TlsContext, TlsPolicy};
 use libfuzzer_sys::fuzz_target;
 
 struct Engine {
@@ -27,15 +27,11 @@ static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
     pki.init("radius.example.org", KeyType::EcdsaP256)
         .expect("pki");
     let policy = TlsPolicy {
-        min_version: TlsVersion::V1_2,
-        max_version: TlsVersion::V1_3,
         crl_missing_rejects: false,
-        crl_expired_rejects: true,
-        require_client_auth_eku: true,
-        resumption: true,
         session_lifetime: Duration::from_secs(60),
         session_cache_entries: 100,
         verified_chain_cache: 100,
+        ..TlsPolicy::default()
     };
     let sessions = Arc::new(SessionStore::new(100, Duration::from_secs(60)));
     let material = pki.server_material().expect("material");
@@ -47,8 +43,7 @@ static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
             table: Limits {
                 cap: 4,
                 per_nas: 2,
-                idle_timeout: Duration::from_secs(30),
-                evictable_after: Duration::from_secs(1),
+                ..Limits::default()
             },
             replace_by_calling_station: true,
         },

@@ -309,7 +309,7 @@ fn resolve(base: &Path, path: &str) -> PathBuf {
 /// process (found by the config_file fuzzer). certgate's keys are plain
 /// words, so any key holding `.`, `[` or `]` is refused here, before the
 /// crate sees it, and named.
-fn plain_keys(p: &mut Problems, text: &str) {
+fn plain_keys(p: &mut Problems, text: &str, env_names: impl Iterator<Item = String>) {
     fn walk(p: &mut Problems, prefix: &str, value: &toml::Value) {
         match value {
             toml::Value::Table(t) => {
@@ -338,8 +338,7 @@ fn plain_keys(p: &mut Problems, text: &str) {
     if let Ok(table) = text.parse::<toml::Table>() {
         walk(p, "", &toml::Value::Table(table));
     }
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
+    for name in env_names {
         if name.starts_with("CERTGATE_") && name.contains(['.', '[', ']']) {
             p.add(&name, "'.', '[' and ']' cannot be part of a variable name");
         }
@@ -365,7 +364,11 @@ impl Config {
         };
         let text = std::fs::read_to_string(path).map_err(|e| read_err(e.to_string()))?;
         let mut p = Problems(Vec::new());
-        plain_keys(&mut p, &text);
+        plain_keys(
+            &mut p,
+            &text,
+            std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()),
+        );
         if !p.0.is_empty() {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -635,6 +638,15 @@ mod tests {
                 "{err}"
             );
         }
+        // The environment feeds the same path parser; checked on given
+        // names, since setting real variables would reach every test.
+        let mut p = Problems(Vec::new());
+        let names = ["CERTGATE_LOG__LEVEL", "CERTGATE_A[2000000000]", "HOME[1]"];
+        plain_keys(&mut p, "", names.into_iter().map(String::from));
+        assert_eq!(
+            p.0,
+            vec!["CERTGATE_A[2000000000]: '.', '[' and ']' cannot be part of a variable name"]
+        );
     }
 
     /// Regression: fuzz/artifacts/config_file/crash-e9bf65c6… panicked
@@ -755,6 +767,31 @@ mod tests {
         .expect_err("mismatched key")
         .to_string();
         assert!(err.contains("tls: server certificate or key"), "{err}");
+    }
+
+    /// `TlsPolicy::default()` and `Limits::default()` stand for the
+    /// configuration's defaults in benches, tests and the fuzzer.
+    #[test]
+    fn tls_and_table_defaults_are_the_configuration_defaults() {
+        use crate::eap::table::Limits;
+        use crate::pki::{KeyType, Pki};
+        use crate::tls::TlsPolicy;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::open(dir.path());
+        pki.init("a.example", KeyType::EcdsaP256).expect("pki");
+        std::fs::write(dir.path().join("users.toml"), "").expect("users");
+        let q = |p: std::path::PathBuf| format!("{:?}", p.display().to_string());
+        let c = load(&format!(
+            "[tls]\ncertificate = {}\nprivate_key = {}\nca = [{}]\n[authz]\nusers = {}\n",
+            q(pki.path("server.pem")),
+            q(pki.path("server.key")),
+            q(pki.path("ca.pem")),
+            q(dir.path().join("users.toml")),
+        ))
+        .expect("valid");
+        let eap = c.eap.expect("eap");
+        assert_eq!(eap.tls_policy, TlsPolicy::default());
+        assert_eq!(eap.settings.table, Limits::default());
     }
 
     #[test]

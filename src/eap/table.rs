@@ -43,6 +43,19 @@ pub struct Limits {
     pub evictable_after: Duration,
 }
 
+/// The configuration's defaults (`[eap]` left empty; checked in the config
+/// tests): 100 000 conversations, half of them per NAS.
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            cap: 100_000,
+            per_nas: 50_000,
+            idle_timeout: Duration::from_secs(30),
+            evictable_after: Duration::from_secs(1),
+        }
+    }
+}
+
 /// What ran out of room: why a new conversation was refused, and why an
 /// idle one was evicted to admit one. The names are metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

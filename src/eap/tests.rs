@@ -12,7 +12,7 @@ use super::table::{ConversationTable, Limits, State};
 use super::tls_frag::{FLAG_L, FLAG_M};
 use crate::pki::{ClientOptions, KeyType, Pki};
 use crate::supplicant::{EapTlsPeer, PeerStep, Versions, client_config};
-use crate::tls::{SessionStore, TlsContext, TlsPolicy, TlsVersion};
+use crate::tls::{SessionStore, TlsContext, TlsPolicy};
 
 struct Rig {
     _dir: tempfile::TempDir,
@@ -37,15 +37,10 @@ fn rig_shared(fragment_size: usize, cap: usize, per_nas: usize) -> Rig {
         .expect("client");
     let material = pki.server_material().expect("material");
     let policy = TlsPolicy {
-        min_version: TlsVersion::V1_2,
-        max_version: TlsVersion::V1_3,
-        crl_missing_rejects: true,
-        crl_expired_rejects: true,
-        require_client_auth_eku: true,
-        resumption: true,
         session_lifetime: Duration::from_secs(60),
         session_cache_entries: 100,
         verified_chain_cache: 100,
+        ..TlsPolicy::default()
     };
     let tls = TlsContext::build(
         &material,
@@ -67,8 +62,7 @@ fn rig_shared(fragment_size: usize, cap: usize, per_nas: usize) -> Rig {
         table: Limits {
             cap,
             per_nas,
-            idle_timeout: Duration::from_secs(30),
-            evictable_after: Duration::from_secs(1),
+            ..Limits::default()
         },
         replace_by_calling_station: true,
     };

@@ -172,8 +172,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             Limits {
                 cap: 1,
                 per_nas: 1,
-                idle_timeout: Duration::from_secs(30),
-                evictable_after: Duration::from_secs(1),
+                ..Limits::default()
             },
             SessionStore::new(1, Duration::from_secs(1)),
         ),

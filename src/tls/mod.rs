@@ -96,6 +96,25 @@ pub struct TlsPolicy {
     pub verified_chain_cache: usize,
 }
 
+/// The configuration's defaults: a `[tls]` section that names only its
+/// files gets exactly this (checked in the config tests). Benches, the
+/// unit-test rig and the fuzzer start from it and change what they test.
+impl Default for TlsPolicy {
+    fn default() -> Self {
+        TlsPolicy {
+            min_version: TlsVersion::V1_2,
+            max_version: TlsVersion::V1_3,
+            crl_missing_rejects: true,
+            crl_expired_rejects: true,
+            require_client_auth_eku: true,
+            resumption: true,
+            session_lifetime: Duration::from_secs(3600),
+            session_cache_entries: 10_000,
+            verified_chain_cache: 10_000,
+        }
+    }
+}
+
 /// A built TLS configuration; rebuilt on reload and CRL refresh while the
 /// session store carries over.
 #[derive(Debug)]
