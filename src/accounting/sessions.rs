@@ -271,7 +271,6 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Map;
 
     fn rec(client: &str, status: Status, id: &str, unix: i64, octets: Option<u64>) -> Record {
         Record {
@@ -295,7 +294,7 @@ mod tests {
             terminate_cause: None,
             delay_time: None,
             probable_duplicate: false,
-            attributes: Map::new(),
+            attributes: Default::default(),
         }
     }
 

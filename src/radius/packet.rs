@@ -177,12 +177,21 @@ impl<'a> Packet<'a> {
     }
 
     /// Vendor-Specific sub-attributes of `vendor` in the common 1-octet
-    /// type / 1-octet length format (RFC 2865 §5.26).
+    /// type / 1-octet length format (RFC 2865 §5.26), from every
+    /// Vendor-Specific attribute of the packet.
     pub fn vendor_attributes(&self, vendor: u32) -> impl Iterator<Item = (u8, &'a [u8])> + 'a {
         self.attributes_of(attr::VENDOR_SPECIFIC)
-            .filter(move |v| v.len() >= 4 && u32::from_be_bytes([v[0], v[1], v[2], v[3]]) == vendor)
-            .flat_map(|v| Attributes { rest: &v[4..] })
+            .filter_map(vendor_specific)
+            .filter(move |(v, _)| *v == vendor)
+            .flat_map(|(_, subs)| subs)
     }
+}
+
+/// The vendor and sub-attributes of one Vendor-Specific attribute's value;
+/// None when it is too short to hold a vendor.
+pub fn vendor_specific(value: &[u8]) -> Option<(u32, Attributes<'_>)> {
+    let (vendor, rest) = value.split_first_chunk::<4>()?;
+    Some((u32::from_be_bytes(*vendor), Attributes { rest }))
 }
 
 /// Iterator over attribute framing already validated by `Packet::decode`.
