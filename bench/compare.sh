@@ -9,11 +9,19 @@
 #
 # Same settings on both: PKI, client certificate, fragment size 1024, no
 # CRL checks, the same VLAN reply, classic key exchange (the supplicant
-# offers no post-quantum group, since OpenSSL 3.0 has none), logging off.
-# Installs Debian's freeradius when missing.
+# offers no post-quantum group, since OpenSSL 3.0 has none), no log line
+# per request on either (FreeRADIUS `auth = no`, its default; certgate's
+# decision lines filtered out). DECISION_LOG=1 turns one line per
+# authentication decision on for both (FreeRADIUS `auth = yes`; certgate's
+# default level). Installs Debian's freeradius when missing.
 #
 #   bench/compare.sh [seconds-per-run]      (default 10)
 set -euo pipefail
+if [ -n "${DECISION_LOG:-}" ]; then
+  export FR_AUTH_LOG=yes
+else
+  export BENCH_LOG_LEVEL="warn,certgate::server=info,certgate::server::eap_auth=warn,certgate::server::listener=warn"
+fi
 secs=${1:-10}
 eap_conc=${EAP_CONCURRENCY:-16}
 udp_conc=${UDP_CONCURRENCY:-64}

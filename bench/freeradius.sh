@@ -26,7 +26,7 @@ fr_config() {
   sed -e "s|^\s*user = freerad|#|" -e "s|^\s*group = freerad|#|" \
       -e "s|^logdir = .*|logdir = $fr/log|" -e "s|^run_dir = .*|run_dir = $fr/run|" \
       -e "s|^\$INCLUDE clients.conf|\$INCLUDE $fr/clients.conf|" \
-      -e "s|^\s*auth = no|auth = no|" \
+      -e "s|^\s*auth = no|auth = ${FR_AUTH_LOG:-no}|" \
       /etc/freeradius/3.0/radiusd.conf > "$fr/radiusd.conf"
   cp -r /etc/freeradius/3.0/dictionary /etc/freeradius/3.0/policy.d /etc/freeradius/3.0/templates.conf \
         /etc/freeradius/3.0/trigger.conf /etc/freeradius/3.0/mods-config "$fr/"

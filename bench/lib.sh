@@ -4,7 +4,9 @@
 #
 #   bench_init                       build, make $dir, arrange cleanup
 #   bench_config EXTRA_TOML          write $dir/c.toml: loopback listeners on
-#                                    free ports, client "bench"/testing123
+#                                    free ports, client "bench"/testing123;
+#                                    log level $BENCH_LOG_LEVEL when set (the
+#                                    start-up lines must stay on: ports come from them)
 #   bench_pki DIR [KEY-TYPE]         a PKI (ecdsa by default) with client alice@example.org
 #   bench_eap_config PKI [TLS] [EAP] bench_config for EAP-TLS with PKI: fragment size
 #                                    1024, alice in group "all" → VLAN 20, a journal;
@@ -30,7 +32,7 @@ dictionary = "$PWD/dictionaries/dictionary"
 [metrics]
 listen = "127.0.0.1:0"
 [log]
-level = "warn,certgate::server=info"
+level = "${BENCH_LOG_LEVEL:-warn,certgate::server=info}"
 [[clients]]
 name = "bench"
 address = "127.0.0.1"
