@@ -129,7 +129,7 @@ for row in order:
     fc, ff = fmt(c), fmt(f)
     ratio = tratio = "–"
     if c and f and c["server_cpu_ms_per_op"] and f["server_cpu_ms_per_op"]:
-        ratio = f'{c["server_cpu_ms_per_op"] / f["server_cpu_ms_per_op"]:.2f}'
+        ratio = f'{c["server_cpu_ms_per_op"] / f["server_cpu_ms_per_op"]:.3f}'
     if c and f and f["throughput_per_s"]:
         tratio = f'{c["throughput_per_s"] / f["throughput_per_s"]:.2f}'
     res = f'{c["resumed"] if c else "–"} / {f["resumed"] if f else "–"}'
