@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::io::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
@@ -182,11 +183,11 @@ fn render<'a>(
     } else {
         (0, v)
     };
-    let text = |s: String| Rendered::Text(Cow::Owned(s));
+    let owned = |s: String| Rendered::Text(Cow::Owned(s));
     let value = match def.data_type {
         DataType::String => match std::str::from_utf8(body) {
             Ok(s) => Rendered::Text(Cow::Borrowed(s)),
-            Err(_) => text(hex(v)),
+            Err(_) => owned(hex(v)),
         },
         DataType::Integer | DataType::Date | DataType::Signed if v.len() == 4 => {
             let mut n = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
@@ -205,12 +206,14 @@ fn render<'a>(
             Rendered::Number(u64::from(u16::from_be_bytes([v[0], v[1]])))
         }
         DataType::Byte if v.len() == 1 => Rendered::Number(u64::from(v[0])),
-        DataType::IpAddr if v.len() == 4 => text(Ipv4Addr::new(v[0], v[1], v[2], v[3]).to_string()),
+        DataType::IpAddr if v.len() == 4 => {
+            owned(Ipv4Addr::new(v[0], v[1], v[2], v[3]).to_string())
+        }
         DataType::Ipv6Addr if v.len() == 16 => {
             let a: [u8; 16] = v.try_into().unwrap_or([0; 16]);
-            text(Ipv6Addr::from(a).to_string())
+            owned(Ipv6Addr::from(a).to_string())
         }
-        _ => text(hex(v)),
+        _ => owned(hex(v)),
     };
     let name = if tag != 0 {
         Cow::Owned(format!("{}:{tag}", def.name))
@@ -226,7 +229,9 @@ fn write_value(out: &mut Vec<u8>, value: &Rendered<'_>) {
         Rendered::Text(s) => {
             let _ = serde_json::to_writer(&mut *out, s.as_ref());
         }
-        Rendered::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Rendered::Number(n) => {
+            let _ = write!(out, "{n}");
+        }
     }
 }
 
@@ -473,5 +478,12 @@ mod tests {
                 r#""Tunnel-Type":"VLAN","User-Name":"al\u0001ice"}"#
             )
         );
+    }
+
+    #[test]
+    fn attributes_that_are_not_json_are_stored_as_null() {
+        assert_eq!(Attributes::from_json(b"{\"a\":".to_vec()).json(), "null");
+        assert_eq!(Attributes::from_json(vec![b'"', 0xff, b'"']).json(), "null");
+        assert_eq!(Attributes::default().json(), "{}");
     }
 }

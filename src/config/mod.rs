@@ -745,6 +745,20 @@ mod tests {
         assert!(!err.contains("urls[1]"), "{err}");
     }
 
+    /// An EAP-TLS configuration with `cert`'s certificate and CA, `key`'s
+    /// private key and an empty users file in `dir`.
+    fn eap_toml(dir: &std::path::Path, cert: &crate::pki::Pki, key: &crate::pki::Pki) -> String {
+        std::fs::write(dir.join("users.toml"), "").expect("users");
+        let q = |p: std::path::PathBuf| format!("{:?}", p.display().to_string());
+        format!(
+            "[tls]\ncertificate = {}\nprivate_key = {}\nca = [{}]\n[authz]\nusers = {}\n",
+            q(cert.path("server.pem")),
+            q(key.path("server.key")),
+            q(cert.path("ca.pem")),
+            q(dir.join("users.toml")),
+        )
+    }
+
     #[test]
     fn a_server_key_that_does_not_match_its_certificate_is_refused() {
         use crate::pki::{KeyType, Pki};
@@ -755,17 +769,9 @@ mod tests {
         );
         a.init("a.example", KeyType::EcdsaP256).expect("pki a");
         b.init("b.example", KeyType::EcdsaP256).expect("pki b");
-        std::fs::write(dir.path().join("users.toml"), "").expect("users");
-        let q = |p: std::path::PathBuf| format!("{:?}", p.display().to_string());
-        let err = load(&format!(
-            "[tls]\ncertificate = {}\nprivate_key = {}\nca = [{}]\n[authz]\nusers = {}\n",
-            q(a.path("server.pem")),
-            q(b.path("server.key")),
-            q(a.path("ca.pem")),
-            q(dir.path().join("users.toml")),
-        ))
-        .expect_err("mismatched key")
-        .to_string();
+        let err = load(&eap_toml(dir.path(), &a, &b))
+            .expect_err("mismatched key")
+            .to_string();
         assert!(err.contains("tls: server certificate or key"), "{err}");
     }
 
@@ -779,16 +785,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Pki::open(dir.path());
         pki.init("a.example", KeyType::EcdsaP256).expect("pki");
-        std::fs::write(dir.path().join("users.toml"), "").expect("users");
-        let q = |p: std::path::PathBuf| format!("{:?}", p.display().to_string());
-        let c = load(&format!(
-            "[tls]\ncertificate = {}\nprivate_key = {}\nca = [{}]\n[authz]\nusers = {}\n",
-            q(pki.path("server.pem")),
-            q(pki.path("server.key")),
-            q(pki.path("ca.pem")),
-            q(dir.path().join("users.toml")),
-        ))
-        .expect("valid");
+        let c = load(&eap_toml(dir.path(), &pki, &pki)).expect("valid");
         let eap = c.eap.expect("eap");
         assert_eq!(eap.tls_policy, TlsPolicy::default());
         assert_eq!(eap.settings.table, Limits::default());
