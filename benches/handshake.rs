@@ -162,7 +162,7 @@ fn eap_server(material: &TlsMaterial) -> Eap {
             per_nas: 1000,
             ..Limits::default()
         },
-        replace_by_calling_station: true,
+        ..EapSettings::default()
     };
     Eap {
         table: ConversationTable::new(settings.table),
@@ -180,9 +180,8 @@ fn eap_step(eap: &Eap, datagram: &[u8]) -> Vec<u8> {
     let req = EapRequest {
         eap: &message,
         state: packet.attribute(STATE),
-        calling_station: None,
-        framed_mtu: None,
         nas: "bench",
+        ..EapRequest::default()
     };
     let reply = match service::handle(
         &eap.table,
@@ -201,7 +200,7 @@ fn eap_step(eap: &Eap, datagram: &[u8]) -> Vec<u8> {
                 .peer_chain;
             let identity = eap.tls.identity(chain, false).expect("identity");
             let granted = Granted {
-                identity: identity.cn.clone().unwrap_or_default(),
+                identity: identity.cn().unwrap_or_default().to_string(),
                 attributes: vec![
                     (64, vec![0, 0, 0, 13]),
                     (65, vec![0, 0, 0, 6]),
@@ -212,10 +211,8 @@ fn eap_step(eap: &Eap, datagram: &[u8]) -> Vec<u8> {
         }
     };
     let ctx = ReplyContext {
-        identifier: packet.identifier(),
-        request_authenticator: packet.authenticator(),
+        request: &packet,
         secret: &eap.secret,
-        key_name_requested: false,
     };
     if let Reply::Reject { failure, .. } = &reply {
         panic!("rejected: {failure:?}");

@@ -78,12 +78,10 @@ fn radius(c: &mut Criterion) {
             assert!(verify_request_authenticator(&p, &secret));
         })
     });
-    let request_authenticator = [7u8; 16];
+    let request = Packet::decode(&access).expect("decode");
     let ctx = ReplyContext {
-        identifier: 9,
-        request_authenticator: &request_authenticator,
+        request: &request,
         secret: &secret,
-        key_name_requested: true,
     };
     let challenge = Reply::Challenge {
         eap: vec![0x5a; 1034],

@@ -115,6 +115,28 @@ fn start_interim_stop_with_gigawords_journal_sessions_and_metrics() {
     assert!(common::metric_value(&m, "certgate_journal_batch_records_count") >= 1.0);
 }
 
+/// RFC 2866 §5.13: Proxy-State comes back in the Accounting-Response, in
+/// order and unchanged.
+#[test]
+fn accounting_response_echoes_proxy_state() {
+    let journal = tempfile::tempdir().expect("tempdir");
+    let s = server(journal.path());
+    let (ok, out) = radclient(
+        s.acct,
+        "acct",
+        common::SECRET,
+        "Acct-Status-Type = Start\nAcct-Session-Id = \"p-1\"\nProxy-State = 0x616263\nProxy-State = 0x78797a\n",
+    );
+    assert!(ok, "{out}");
+    let reply = out
+        .split("Received Accounting-Response")
+        .nth(1)
+        .expect("a response");
+    let first = reply.find("Proxy-State = 0x616263");
+    let second = reply.find("Proxy-State = 0x78797a");
+    assert!(first.is_some() && first < second, "{out}");
+}
+
 #[test]
 fn accounting_on_clears_the_nas_sessions() {
     let journal = tempfile::tempdir().expect("tempdir");

@@ -139,6 +139,39 @@ fn access_request_is_rejected_with_message_authenticator_first() {
     assert!(ok && out.contains("Received Access-Reject"), "{out}");
 }
 
+/// RFC 2865 §5.33: every Proxy-State of a request comes back in its reply,
+/// in order and unchanged; a proxy in front of certgate matches answers by
+/// them. Tried as a new user would, with radclient.
+#[test]
+fn proxy_state_is_echoed_in_every_reply() {
+    let s = TestServer::start(&loopback_client(""));
+    let with_proxy_state = |attrs: &str| {
+        format!(
+            "{attrs}Proxy-State = 0x616263, Proxy-State = 0x78797a, Message-Authenticator = 0x00\n"
+        )
+    };
+    for (port, command, attrs, want) in [
+        (
+            s.auth,
+            "auth",
+            "User-Name = \"bob\", ",
+            "Received Access-Reject",
+        ),
+        (s.auth, "status", "", "Received Access-Accept"),
+        (s.acct, "status", "", "Received Accounting-Response"),
+    ] {
+        let (ok, out) = radclient(port, command, SECRET, &with_proxy_state(attrs));
+        assert!(ok && out.contains(want), "{command}: {out}");
+        let reply = out.split(want).nth(1).unwrap_or_default();
+        let first = reply.find("Proxy-State = 0x616263");
+        let second = reply.find("Proxy-State = 0x78797a");
+        assert!(
+            first.is_some() && second.is_some() && first < second,
+            "{command}: both Proxy-States, in order:\n{out}"
+        );
+    }
+}
+
 #[test]
 fn duplicate_is_answered_byte_identically_from_cache() {
     let s = TestServer::start(&loopback_client(""));

@@ -583,3 +583,116 @@ async fn broken_reloads_under_load_keep_the_running_configuration() {
         1.0
     );
 }
+
+/// RFC 2865 §5.33 through a whole EAP-TLS conversation: every
+/// Access-Challenge, the Access-Accept and an Access-Reject echo the
+/// request's Proxy-State (the Rust supplicant refuses any reply that does
+/// not), and so does eapol_test's view of the Access-Accept.
+#[tokio::test]
+async fn proxy_state_is_echoed_in_challenges_accept_and_reject() {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = server(&lab, "", "");
+    for (name, want) in [
+        (ALICE, certgate::radius::Code::AccessAccept),
+        (REVOKED, certgate::radius::Code::AccessReject),
+    ] {
+        let mut sup = lab.supplicant(name, Versions::Tls13, false);
+        sup.proxy_state = Some(b"proxy-7f3a".to_vec());
+        let o = authenticate(&sup, &s).await;
+        assert_eq!(o.code, want, "{name}: {o:?}");
+    }
+    let conf = lab.eapol_conf(&lab.pki, ALICE, &lab.pki.path("ca.pem"), TLS13);
+    let (ok, out) = eapol_test(&conf, s.auth, common::SECRET, &["-N33:x:616263"]);
+    assert!(ok, "{out}");
+    let accept = out
+        .split("code=2 (Access-Accept)")
+        .nth(1)
+        .expect("an Access-Accept dump");
+    assert!(
+        accept.contains("Attribute 33 (Proxy-State) length=5"),
+        "{accept}"
+    );
+}
+
+/// A conversation belongs to the NAS that started it: a second configured
+/// NAS (here 127.0.0.2, its own secret) replaying the first one's State is
+/// answered as if the State were unknown, counted, and the first NAS
+/// finishes its conversation undisturbed, keys and all.
+#[tokio::test]
+async fn another_nas_cannot_continue_a_conversation() {
+    use certgate::radius::Code;
+    use certgate::supplicant::{EapTlsPeer, Exchange, PeerStep};
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = TestServer::start(&format!(
+        "[[clients]]\nname = \"ap-a\"\naddress = \"127.0.0.1\"\nsecret = \"secret-a\"\n\
+         [[clients]]\nname = \"ap-b\"\naddress = \"127.0.0.2\"\nsecret = \"secret-b\"\n{}",
+        lab.config("", "")
+    ));
+    let sup = lab.supplicant(ALICE, Versions::Tls13, false);
+    let mut peer =
+        EapTlsPeer::new(sup.config.clone(), sup.server_name.clone(), ALICE, 1000).expect("peer");
+    let mac = "02-00-00-00-00-0A";
+    let mut a = Exchange::new(Secret::new(b"secret-a"), ALICE);
+    a.calling_station = Some(mac.into());
+    let mut b = Exchange::new(Secret::new(b"secret-b"), ALICE);
+    b.calling_station = Some(mac.into());
+    let sock_a = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let sock_b = tokio::net::UdpSocket::bind("127.0.0.2:0")
+        .await
+        .expect("bind 127.0.0.2");
+    async fn round(
+        sock: &tokio::net::UdpSocket,
+        to: std::net::SocketAddr,
+        ex: &mut Exchange,
+        eap: &[u8],
+    ) -> certgate::supplicant::Reply {
+        let request = ex.request(eap);
+        sock.send_to(&request, to).await.expect("send");
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+                .await
+                .expect("an answer")
+                .expect("recv");
+            if let Some(reply) = ex.accept(&buf[..n]).expect("authentic reply") {
+                return reply;
+            }
+        }
+    }
+    let start = round(&sock_a, s.auth, &mut a, &peer.identity_response(1)).await;
+    assert_eq!(start.code, Code::AccessChallenge);
+    let PeerStep::Respond(mut eap) = peer.on_request(&start.eap).expect("peer") else {
+        panic!("no ClientHello");
+    };
+    b.set_state(a.state().map(<[u8]>::to_vec));
+    let stolen = round(&sock_b, s.auth, &mut b, &eap).await;
+    assert_eq!(
+        stolen.code,
+        Code::AccessReject,
+        "the other NAS is turned away"
+    );
+    s.wait_metric(
+        "certgate_eap_conversations_failed_total{reason=\"foreign_state\"}",
+        1.0,
+    );
+    for _ in 0..10 {
+        let reply = round(&sock_a, s.auth, &mut a, &eap).await;
+        match reply.code {
+            Code::AccessChallenge => match peer.on_request(&reply.eap).expect("peer") {
+                PeerStep::Respond(next) => eap = next,
+                PeerStep::Success => panic!("success in a challenge"),
+            },
+            Code::AccessAccept => {
+                let msk = peer.msk().expect("msk");
+                assert_eq!(reply.mppe_recv.as_deref(), Some(&msk[..32]));
+                let line = outcome(&s, "access accepted", 1);
+                assert_eq!(line["client"], "ap-a", "{line}");
+                return;
+            }
+            other => panic!("the owner got {other:?}"),
+        }
+    }
+    panic!("no Access-Accept");
+}

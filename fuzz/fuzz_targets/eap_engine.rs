@@ -45,7 +45,7 @@ static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
                 per_nas: 2,
                 ..Limits::default()
             },
-            replace_by_calling_station: true,
+            ..EapSettings::default()
         },
         _dir: dir,
     }
@@ -72,6 +72,7 @@ fuzz_target!(|data: &[u8]| {
             calling_station: (flags & 4 != 0).then_some("02-00-00-00-00-01"),
             framed_mtu: (flags & 2 != 0).then_some(u32::from(flags) * 8),
             nas: if flags & 8 != 0 { "a" } else { "b" },
+            ..EapRequest::default()
         };
         now += Duration::from_millis(u64::from(flags >> 4) * 100);
         let reply = match service::handle(&table, &e.tls.server, &e.settings, &req, now) {

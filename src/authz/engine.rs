@@ -85,7 +85,7 @@ impl Authz {
     }
 
     async fn lookup(&self, identity: &str) -> Result<Lookup, DirectoryError> {
-        let key = identity.to_lowercase();
+        let key = super::fold(identity);
         if let Some(hit) = self.cache.get(&key, Instant::now()) {
             self.metrics.cache_hits.inc();
             return Ok(hit);

@@ -57,16 +57,17 @@ impl FileDirectory {
                             .collect(),
                     })
                 };
-                (id.to_lowercase(), lookup)
+                (super::fold(&id), lookup)
             })
             .collect();
         FileDirectory { users }
     }
 
-    /// The answer, synchronously; identities compare without regard to case.
+    /// The answer, synchronously; identities compare without regard to
+    /// ASCII case (Unicode folding would merge distinct identities).
     pub fn find(&self, identity: &str) -> Lookup {
         self.users
-            .get(&identity.to_lowercase())
+            .get(&super::fold(identity))
             .cloned()
             .unwrap_or(Lookup::NotFound)
     }
@@ -95,6 +96,8 @@ mod tests {
             attributes = { Department = "R&D" }
             [users."eve@example.org"]
             disabled = true
+            [users."kim@example.org"]
+            groups = ["netadmins"]
             "#,
         )
         .expect("toml");
@@ -107,6 +110,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(d.find("eve@example.org"), Lookup::Disabled { .. }));
+        // The Kelvin sign is not a K: only ASCII case folds.
+        assert!(matches!(d.find("KIM@example.org"), Lookup::Found(_)));
+        assert_eq!(d.find("\u{212a}im@example.org"), Lookup::NotFound);
         assert_eq!(d.find("mallory@example.org"), Lookup::NotFound);
     }
 

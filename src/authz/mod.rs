@@ -26,6 +26,14 @@ use thiserror::Error;
 
 use crate::tls::identity::CertIdentity;
 
+/// An identity as directories and caches compare it: ASCII letters folded
+/// to lower case, nothing else. Unicode folding maps distinct identities
+/// together (the Kelvin sign lowercases to `k`, so `\u{212a}im@…` would
+/// find kim's entry, or be answered from kim's cache entry).
+pub fn fold(identity: &str) -> String {
+    identity.to_ascii_lowercase()
+}
+
 /// What authorization knows about the request.
 #[derive(Debug, Clone)]
 pub struct Subject {
@@ -137,5 +145,16 @@ impl<T: Directory + ?Sized> Directory for std::sync::Arc<T> {
 
     fn name(&self) -> &'static str {
         (**self).name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn identities_fold_ascii_case_only() {
+        assert_eq!(super::fold("Alice@Example.ORG"), "alice@example.org");
+        assert_eq!(super::fold("\u{212a}im@x"), "\u{212a}im@x");
+        assert_ne!(super::fold("\u{212a}im@x"), super::fold("kim@x"));
+        assert_eq!(super::fold("ÖSTEN"), "Östen");
     }
 }

@@ -321,11 +321,12 @@ impl<'a> Facts<'a> {
     }
 }
 
-/// The realm of the authenticated identity, else of the outer identity.
+/// The realm of the authenticated (certificate) identity; none when it
+/// has no `@`. Never the outer EAP identity: the peer chooses that freely,
+/// so a rule keyed on it would let any certificate pick its realm.
 fn realm(s: &Subject) -> &str {
     s.identity
         .rsplit_once('@')
-        .or_else(|| s.outer_identity.rsplit_once('@'))
         .map(|(_, r)| r)
         .unwrap_or_default()
 }
@@ -494,6 +495,12 @@ mod tests {
         assert_eq!(p.evaluate(&other, &entry(&[])).0, DEFAULT_RULE);
         let p = rules("[[rule]]\nname = \"r\"\nrealm = \"example.net\"\n").expect("valid");
         assert_eq!(p.evaluate(&subject(), &entry(&[])).0, DEFAULT_RULE);
+        // A certificate identity without a realm has none, whatever outer
+        // identity the peer chose.
+        let mut bare = subject();
+        bare.identity = "alice".into();
+        bare.outer_identity = "anonymous@example.net".into();
+        assert_eq!(p.evaluate(&bare, &entry(&[])).0, DEFAULT_RULE);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::authz::{self, RawAuthz};
 use super::{Problems, either, parse_duration, resolve};
 use crate::authz::engine::AuthzSettings;
 use crate::dictionary::Dictionary;
-use crate::eap::service::EapSettings;
+use crate::eap::service::{EapSettings, max_fragment_size};
 use crate::eap::table::Limits;
 use crate::tls::identity::{Binding, IdentitySource};
 use crate::tls::{SessionStore, TlsContext, TlsMaterial, TlsPolicy, TlsVersion};
@@ -31,6 +31,10 @@ pub(super) struct RawEap {
     max_conversations_per_nas: Option<u64>,
     evictable_after: String,
     replace_by_calling_station: bool,
+    max_rounds: u64,
+    max_duration: String,
+    alert_timeout: String,
+    memory_budget: u64,
     identity_binding: String,
     identity_sources: Vec<String>,
 }
@@ -45,6 +49,10 @@ impl Default for RawEap {
             max_conversations_per_nas: None,
             evictable_after: "1s".into(),
             replace_by_calling_station: true,
+            max_rounds: 100,
+            max_duration: "60s".into(),
+            alert_timeout: "3s".into(),
+            memory_budget: 256 << 20,
             identity_binding: "realm".into(),
             identity_sources: vec!["upn".into(), "email".into(), "cn".into()],
         }
@@ -156,10 +164,32 @@ pub(super) fn validate(
     if tls.certificate.is_empty() {
         return None;
     }
-    if !(64..=16384).contains(&eap.fragment_size) {
+    let most = max_fragment_size();
+    if !(64..=most as u64).contains(&eap.fragment_size) {
         p.add(
             "eap.fragment_size",
-            format!("{} is not 64..16384", eap.fragment_size),
+            format!(
+                "{} is not 64..{most} (the most TLS data one 4096-octet Access-Challenge \
+                 carries beside Message-Authenticator and State)",
+                eap.fragment_size
+            ),
+        );
+    }
+    if !(10..=1000).contains(&eap.max_rounds) {
+        p.add(
+            "eap.max_rounds",
+            format!("{} is not 10..1000", eap.max_rounds),
+        );
+    }
+    let max_duration = parse_duration(p, "eap.max_duration", &eap.max_duration);
+    let alert_timeout = parse_duration(p, "eap.alert_timeout", &eap.alert_timeout);
+    if eap.memory_budget < eap.max_message {
+        p.add(
+            "eap.memory_budget",
+            format!(
+                "{} is below eap.max_message ({}): not even one conversation could reassemble a message",
+                eap.memory_budget, eap.max_message
+            ),
         );
     }
     if eap.max_message < 16384 {
@@ -173,6 +203,12 @@ pub(super) fn validate(
     }
     let idle_timeout = parse_duration(p, "eap.idle_timeout", &eap.idle_timeout);
     let evictable_after = parse_duration(p, "eap.evictable_after", &eap.evictable_after);
+    if idle_timeout > max_duration {
+        p.add(
+            "eap.idle_timeout",
+            format!("{idle_timeout:?} is longer than eap.max_duration ({max_duration:?})"),
+        );
+    }
     if evictable_after > idle_timeout {
         p.add(
             "eap.evictable_after",
@@ -282,8 +318,12 @@ pub(super) fn validate(
                 per_nas: usize::try_from(per_nas).unwrap_or(usize::MAX),
                 idle_timeout,
                 evictable_after,
+                max_duration,
+                alert_timeout,
+                memory_budget: usize::try_from(eap.memory_budget).unwrap_or(usize::MAX),
             },
             replace_by_calling_station: eap.replace_by_calling_station,
+            max_rounds: u32::try_from(eap.max_rounds).unwrap_or(u32::MAX),
         },
         binding,
         identity_sources,

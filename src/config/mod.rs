@@ -775,11 +775,11 @@ mod tests {
         assert!(err.contains("tls: server certificate or key"), "{err}");
     }
 
-    /// `TlsPolicy::default()` and `Limits::default()` stand for the
+    /// `TlsPolicy::default()` and `EapSettings::default()` stand for the
     /// configuration's defaults in benches, tests and the fuzzer.
     #[test]
     fn tls_and_table_defaults_are_the_configuration_defaults() {
-        use crate::eap::table::Limits;
+        use crate::eap::service::EapSettings;
         use crate::pki::{KeyType, Pki};
         use crate::tls::TlsPolicy;
         let dir = tempfile::tempdir().expect("tempdir");
@@ -788,7 +788,7 @@ mod tests {
         let c = load(&eap_toml(dir.path(), &pki, &pki)).expect("valid");
         let eap = c.eap.expect("eap");
         assert_eq!(eap.tls_policy, TlsPolicy::default());
-        assert_eq!(eap.settings.table, Limits::default());
+        assert_eq!(eap.settings, EapSettings::default());
     }
 
     #[test]

@@ -36,18 +36,70 @@ pub struct Granted {
     pub attributes: Vec<(u8, Vec<u8>)>,
 }
 
+/// Who a conversation belongs to: the NAS client entry that started it
+/// and, when that NAS sent them, its NAS-Identifier and the station's
+/// Calling-Station-Id. Only a request from the same origin may continue
+/// it: State alone would let another configured NAS that sees the traffic
+/// take over the conversation and receive its keys under its own secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The client entry's name. Shared with the table's per-NAS
+    /// bookkeeping, which names it on every put-back.
+    pub nas: Arc<str>,
+    pub nas_identifier: Option<String>,
+    pub calling_station: Option<String>,
+}
+
+/// The origin a request claims, borrowed from it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Claimed<'a> {
+    pub nas: &'a str,
+    pub nas_identifier: Option<&'a str>,
+    pub calling_station: Option<&'a str>,
+}
+
+impl Origin {
+    pub fn new(claimed: &Claimed<'_>) -> Self {
+        Origin {
+            nas: Arc::from(claimed.nas),
+            nas_identifier: claimed.nas_identifier.map(str::to_string),
+            calling_station: claimed.calling_station.map(str::to_string),
+        }
+    }
+
+    /// Whether a request claiming `c` may continue the conversation: the
+    /// same client entry, and each identifier the conversation started
+    /// with present and equal (ASCII case aside: MAC notations vary in
+    /// case, never within one NAS's conversation, but no NAS should be
+    /// refused over it).
+    pub fn admits(&self, c: &Claimed<'_>) -> bool {
+        let same = |mine: &Option<String>, theirs: Option<&str>| match mine {
+            None => true,
+            Some(m) => theirs.is_some_and(|t| m.eq_ignore_ascii_case(t)),
+        };
+        *self.nas == *c.nas
+            && same(&self.nas_identifier, c.nas_identifier)
+            && same(&self.calling_station, c.calling_station)
+    }
+}
+
 #[derive(Debug)]
 pub struct Conversation {
-    /// Shared with the table's per-NAS bookkeeping, which names it on every
-    /// put-back.
-    pub nas: Arc<str>,
+    pub origin: Origin,
     pub outer_identity: String,
-    pub calling_station: Option<String>,
+    /// Called-Station-Id of the request that started it: the policy's
+    /// `ssid` and `called_station` match on what the conversation began
+    /// with, not on what a later request says.
+    pub called_station: Option<String>,
     pub started: Instant,
     pub last_seen: Instant,
     pub round_trips: u32,
     pub established: Option<Box<Established>>,
     pub granted: Option<Granted>,
+    /// Octets the table last charged this conversation for.
+    pub charged: usize,
+    /// Round trips after which the conversation fails.
+    max_rounds: u32,
     /// Identifier of the outstanding EAP-Request.
     id: u8,
     /// Boxed: a rustls connection is large, and conversations move between
@@ -60,21 +112,24 @@ impl Conversation {
     /// conversation and the EAP-Request/EAP-TLS Start.
     pub fn start(
         identity: &EapPacket<'_>,
-        nas: &str,
-        calling_station: Option<String>,
+        origin: Origin,
+        called_station: Option<String>,
         tls: TlsSession,
+        max_rounds: u32,
         now: Instant,
     ) -> (Self, Vec<u8>) {
         let id = identity.identifier.wrapping_add(1);
         let conv = Conversation {
-            nas: Arc::from(nas),
+            origin,
             outer_identity: String::from_utf8_lossy(identity.data).into_owned(),
-            calling_station,
+            called_station,
             started: now,
             last_seen: now,
             round_trips: 1,
             established: None,
             granted: None,
+            charged: 0,
+            max_rounds,
             id,
             tls: Box::new(tls),
         };
@@ -94,6 +149,18 @@ impl Conversation {
         }
         self.last_seen = now;
         self.round_trips += 1;
+        if self.round_trips > self.max_rounds {
+            // hostapd stops at 50 (100 with long chains): a conversation
+            // that needs more is broken or hostile, whatever its fragments
+            // say.
+            return self.reject(
+                eap.identifier,
+                Failure::new(
+                    "max_rounds",
+                    format!("more than {} round trips", self.max_rounds),
+                ),
+            );
+        }
         match eap.method {
             Some(method::TLS) => {
                 let step = self.tls.on_response(eap.data);
@@ -121,6 +188,18 @@ impl Conversation {
                 Failure::new("malformed_eap", "not a Response"),
             ),
         }
+    }
+
+    /// Octets the conversation buffers: the peer's message being
+    /// reassembled and our flight waiting to go out.
+    pub fn buffered(&self) -> usize {
+        self.tls.buffered()
+    }
+
+    /// The failure whose TLS alert went to the peer, if one did (the
+    /// conversation can only fail from here).
+    pub fn alert_sent(&self) -> Option<&Failure> {
+        self.tls.alert_sent()
     }
 
     /// Resumes after authorization: `Ok` releases the final flight, `Err`

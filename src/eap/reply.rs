@@ -7,7 +7,7 @@
 
 use crate::radius::attr::{MS_MPPE_RECV_KEY, MS_MPPE_SEND_KEY, STATE, USER_NAME, VENDOR_MICROSOFT};
 use crate::radius::crypto::{Secret, mppe_encrypt};
-use crate::radius::{BuildError, Code, PacketBuilder};
+use crate::radius::{BuildError, Code, Packet, PacketBuilder};
 
 use super::packet::push_eap_message;
 use super::service::Reply;
@@ -15,14 +15,11 @@ use super::service::Reply;
 /// RFC 4072 §2.2.
 pub const EAP_KEY_NAME: u8 = 102;
 
-/// What the request asked of the reply beyond the EAP outcome.
+/// The request a reply answers and the secret that signs it.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplyContext<'a> {
-    pub identifier: u8,
-    pub request_authenticator: &'a [u8; 16],
+    pub request: &'a Packet<'a>,
     pub secret: &'a Secret,
-    /// The NAS included EAP-Key-Name: it wants the Session-Id back.
-    pub key_name_requested: bool,
 }
 
 /// Encodes the reply; None for a discard.
@@ -30,23 +27,24 @@ pub fn encode(
     reply: &Reply,
     ctx: &ReplyContext<'_>,
 ) -> Result<Option<(Code, Vec<u8>)>, BuildError> {
+    let request_authenticator = ctx.request.authenticator();
     let (code, b) = match reply {
         Reply::Discard(_) => return Ok(None),
         Reply::Challenge { eap, state } => {
-            let mut b = PacketBuilder::new(Code::AccessChallenge, ctx.identifier, true);
+            let mut b = PacketBuilder::reply_to(ctx.request, Code::AccessChallenge, true)?;
             push_eap_message(&mut b, eap)?;
             b.push(STATE, state)?;
             (Code::AccessChallenge, b)
         }
         Reply::Reject { eap, .. } => {
-            let mut b = PacketBuilder::new(Code::AccessReject, ctx.identifier, true);
+            let mut b = PacketBuilder::reply_to(ctx.request, Code::AccessReject, true)?;
             push_eap_message(&mut b, eap)?;
             (Code::AccessReject, b)
         }
         Reply::Accept {
             eap, keys, granted, ..
         } => {
-            let mut b = PacketBuilder::new(Code::AccessAccept, ctx.identifier, true);
+            let mut b = PacketBuilder::reply_to(ctx.request, Code::AccessAccept, true)?;
             push_eap_message(&mut b, eap)?;
             if !granted.identity.is_empty() {
                 let name = granted.identity.as_bytes();
@@ -58,18 +56,20 @@ pub fn encode(
             let recv = mppe_encrypt(
                 keys.mppe_recv(),
                 salts[0],
-                ctx.request_authenticator,
+                request_authenticator,
                 ctx.secret,
             );
             let send = mppe_encrypt(
                 keys.mppe_send(),
                 salts[1],
-                ctx.request_authenticator,
+                request_authenticator,
                 ctx.secret,
             );
             b.push_vendor(VENDOR_MICROSOFT, MS_MPPE_RECV_KEY, &recv)?;
             b.push_vendor(VENDOR_MICROSOFT, MS_MPPE_SEND_KEY, &send)?;
-            if ctx.key_name_requested {
+            // RFC 4072 §2.2: a NAS that wants the Session-Id sends an
+            // EAP-Key-Name in the request.
+            if ctx.request.attribute(EAP_KEY_NAME).is_some() {
                 b.push(EAP_KEY_NAME, &keys.session_id)?;
             }
             for (kind, value) in &granted.attributes {
@@ -80,6 +80,6 @@ pub fn encode(
     };
     Ok(Some((
         code,
-        b.finish_response(ctx.request_authenticator, ctx.secret),
+        b.finish_response(request_authenticator, ctx.secret),
     )))
 }

@@ -3,10 +3,19 @@
 //!
 //! Sans-I/O: time is passed in. A conversation is checked out while one
 //! request works on it and put back afterwards, so two requests never run
-//! one conversation at once (the second finds no such State). The table
-//! bounds how many conversations exist, in all and per NAS, expires idle
-//! ones and, when asked, lets a station's new conversation replace its
-//! older one.
+//! one conversation at once (the second finds no such State). Only a
+//! request from the conversation's origin (its NAS client entry, and the
+//! NAS-Identifier and Calling-Station-Id it started with) may check it out;
+//! anyone else's request finds no such State and leaves it untouched.
+//!
+//! The table bounds how many conversations exist, in all and per NAS, and
+//! the octets they buffer together; it expires idle ones, ones running
+//! past their maximum duration, and, early, ones whose peer was sent a TLS
+//! alert (a peer that refuses our certificate often goes silent instead of
+//! acknowledging it). When asked, a station's new conversation ends its
+//! older ones that have gone idle, keeping a few per station so a NAS that
+//! fails over and re-sends a station's pending requests at once can still
+//! continue the one it picks.
 //!
 //! When a new conversation finds no room, the table evicts the one idle
 //! longest — an abandoned half-open handshake, typically — from its own NAS
@@ -17,18 +26,22 @@
 //! the queue's front; entries left behind by later activity are dropped
 //! lazily (they no longer match the conversation's `last_seen`).
 //!
-//! Lock order: `nases` before a shard or `stations`; never the reverse.
+//! Lock order: `nases`, then `stations`, then a shard; never the reverse.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::conversation::Conversation;
+use super::conversation::{Claimed, Conversation};
 
 pub type State = [u8; 16];
 
 const SHARDS: usize = 16;
+
+/// Conversations kept per station (NAS and Calling-Station-Id): the
+/// newest and up to three older ones still in use.
+const PER_STATION: usize = 4;
 
 /// Bounds on the table, fixed at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +52,15 @@ pub struct Limits {
     pub per_nas: usize,
     /// A conversation without a request for this long is forgotten.
     pub idle_timeout: Duration,
-    /// A conversation idle for less than this is never evicted.
+    /// A conversation idle for less than this is never evicted, nor
+    /// replaced by a newer one of its station.
     pub evictable_after: Duration,
+    /// A conversation older than this ends, however busy.
+    pub max_duration: Duration,
+    /// After a TLS alert went to the peer, the idle timeout is this.
+    pub alert_timeout: Duration,
+    /// Octets all conversations may buffer together.
+    pub memory_budget: usize,
 }
 
 /// The configuration's defaults (`[eap]` left empty; checked in the config
@@ -52,8 +72,65 @@ impl Default for Limits {
             per_nas: 50_000,
             idle_timeout: Duration::from_secs(30),
             evictable_after: Duration::from_secs(1),
+            max_duration: Duration::from_secs(60),
+            alert_timeout: Duration::from_secs(3),
+            memory_budget: 256 << 20,
         }
     }
+}
+
+/// Why the table ended a conversation by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// No request for `idle_timeout`.
+    Idle,
+    /// Running for longer than `max_duration`.
+    TooLong,
+    /// The peer was sent a TLS alert and did not answer within
+    /// `alert_timeout`.
+    AlertUnanswered,
+}
+
+impl Expiry {
+    pub const ALL: [Expiry; 3] = [Expiry::Idle, Expiry::TooLong, Expiry::AlertUnanswered];
+
+    /// A metric label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Expiry::Idle => "idle",
+            Expiry::TooLong => "max_duration",
+            Expiry::AlertUnanswered => "alert_unanswered",
+        }
+    }
+}
+
+impl Limits {
+    /// Whether `c` has run out of time at `now`, and why.
+    pub fn expiry(&self, c: &Conversation, now: Instant) -> Option<Expiry> {
+        let idle = now.saturating_duration_since(c.last_seen);
+        if now.saturating_duration_since(c.started) > self.max_duration {
+            Some(Expiry::TooLong)
+        } else if c.alert_sent().is_some() && idle > self.alert_timeout {
+            Some(Expiry::AlertUnanswered)
+        } else if idle > self.idle_timeout {
+            Some(Expiry::Idle)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a request found no conversation to continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Missing {
+    /// No conversation has this State (never had, ended, or in use by
+    /// another request right now).
+    Unknown,
+    /// It ran out of time; it is ended now.
+    Expired(Expiry),
+    /// It belongs to another origin (the owner's NAS name is given for
+    /// the log); it is left as it was.
+    Foreign(Arc<str>),
 }
 
 /// What ran out of room: why a new conversation was refused, and why an
@@ -64,15 +141,18 @@ pub enum NoRoom {
     TableFull,
     /// The NAS's share of it.
     NasShare,
+    /// The octets all conversations may buffer.
+    MemoryBudget,
 }
 
 impl NoRoom {
-    pub const ALL: [NoRoom; 2] = [NoRoom::TableFull, NoRoom::NasShare];
+    pub const ALL: [NoRoom; 3] = [NoRoom::TableFull, NoRoom::NasShare, NoRoom::MemoryBudget];
 
     pub fn reason(self) -> &'static str {
         match self {
             NoRoom::TableFull => "table_full",
             NoRoom::NasShare => "nas_share",
+            NoRoom::MemoryBudget => "memory_budget",
         }
     }
 }
@@ -82,19 +162,27 @@ impl NoRoom {
 struct Nas {
     /// Its conversations, in the table or checked out.
     count: usize,
+    /// Octets its conversations were last charged for.
+    bytes: usize,
     /// (last_seen, State) in put-back order; may hold stale entries.
     queue: VecDeque<(Instant, State)>,
 }
 
 pub struct ConversationTable {
     shards: Vec<Mutex<HashMap<State, Conversation>>>,
-    /// (NAS, Calling-Station-Id) → the station's current conversation.
-    stations: Mutex<HashMap<(String, String), State>>,
+    /// (NAS, Calling-Station-Id) → the station's conversations, oldest
+    /// first.
+    stations: Mutex<HashMap<(String, String), Vec<State>>>,
     nases: Mutex<HashMap<Arc<str>, Nas>>,
     /// Conversations that exist, in the table or checked out; changed only
     /// under the `nases` lock, read without it for metrics.
     count: AtomicUsize,
-    evicted: [AtomicU64; 2],
+    /// Octets charged to conversations in all; changed only under the
+    /// `nases` lock.
+    bytes: AtomicUsize,
+    evicted: [AtomicU64; 3],
+    /// Conversations a newer one of their station ended.
+    replaced: AtomicU64,
     limits: Limits,
 }
 
@@ -141,7 +229,9 @@ impl ConversationTable {
             stations: Mutex::new(HashMap::new()),
             nases: Mutex::new(HashMap::new()),
             count: AtomicUsize::new(0),
-            evicted: [AtomicU64::new(0), AtomicU64::new(0)],
+            bytes: AtomicUsize::new(0),
+            evicted: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+            replaced: AtomicU64::new(0),
             limits,
         }
     }
@@ -163,8 +253,19 @@ impl ConversationTable {
         lock(&self.nases).get(nas).map_or(0, |n| n.count)
     }
 
+    /// Octets the conversations buffer, as last charged.
+    pub fn buffered(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Conversations replaced by a newer one of their station since the
+    /// last call.
+    pub fn take_replaced(&self) -> u64 {
+        self.replaced.swap(0, Ordering::Relaxed)
+    }
+
     /// Evictions since the last call, by reason.
-    pub fn take_evictions(&self) -> [(NoRoom, u64); 2] {
+    pub fn take_evictions(&self) -> [(NoRoom, u64); 3] {
         NoRoom::ALL.map(|e| (e, self.evicted[e as usize].swap(0, Ordering::Relaxed)))
     }
 
@@ -177,10 +278,11 @@ impl ConversationTable {
         now: Instant,
     ) -> Result<CheckedOut<'_>, NoRoom> {
         let mut nases = lock(&self.nases);
-        let held = nases.get(&*conversation.nas).map_or(0, |n| n.count);
+        let nas = conversation.origin.nas.clone();
+        let held = nases.get(&*nas).map_or(0, |n| n.count);
         // With a share as large as the table, a full share is a full table.
         if held >= self.limits.per_nas && self.limits.per_nas < self.limits.cap {
-            if !self.evict_from(&mut nases, &conversation.nas, now) {
+            if !self.evict_from(&mut nases, &nas, now) {
                 return Err(NoRoom::NasShare);
             }
             self.evicted[NoRoom::NasShare as usize].fetch_add(1, Ordering::Relaxed);
@@ -190,13 +292,14 @@ impl ConversationTable {
             }
             self.evicted[NoRoom::TableFull as usize].fetch_add(1, Ordering::Relaxed);
         }
-        match nases.get_mut(&*conversation.nas) {
+        match nases.get_mut(&*nas) {
             Some(n) => n.count += 1,
             None => {
                 nases.insert(
-                    conversation.nas.clone(),
+                    nas,
                     Nas {
                         count: 1,
+                        bytes: 0,
                         queue: VecDeque::new(),
                     },
                 );
@@ -211,50 +314,108 @@ impl ConversationTable {
         })
     }
 
-    /// Takes a conversation out for one request; None for unknown State or
-    /// one that has been idle past the timeout.
-    pub fn take(&self, state: &[u8], now: Instant) -> Option<CheckedOut<'_>> {
-        let state: State = state.try_into().ok()?;
-        let conv = lock(&self.shards[shard_of(&state)]).remove(&state)?;
+    /// Takes a conversation out for one request from `claimed`. A
+    /// conversation of another origin stays where it is, untouched; one
+    /// that ran out of time ends.
+    pub fn take(
+        &self,
+        state: &[u8],
+        claimed: &Claimed<'_>,
+        now: Instant,
+    ) -> Result<CheckedOut<'_>, Missing> {
+        let state: State = state.try_into().map_err(|_| Missing::Unknown)?;
+        let conv = {
+            let mut shard = lock(&self.shards[shard_of(&state)]);
+            let owner = &shard.get(&state).ok_or(Missing::Unknown)?.origin;
+            if !owner.admits(claimed) {
+                return Err(Missing::Foreign(owner.nas.clone()));
+            }
+            shard.remove(&state).ok_or(Missing::Unknown)?
+        };
+        let expiry = self.limits.expiry(&conv, now);
         let out = CheckedOut {
             table: self,
             state,
             conversation: Some(conv),
         };
-        let idle = out
-            .conversation
-            .as_ref()
-            .is_some_and(|c| now.saturating_duration_since(c.last_seen) > self.limits.idle_timeout);
-        if idle {
-            out.end();
-            return None;
+        match expiry {
+            Some(e) => {
+                out.end();
+                Err(Missing::Expired(e))
+            }
+            None => Ok(out),
         }
-        Some(out)
+    }
+
+    /// Charges a checked-out conversation for the octets it buffers now,
+    /// evicting idle conversations of the NASes buffering most when the
+    /// budget would be exceeded. Err when no room can be made: the caller
+    /// ends this conversation.
+    pub fn charge(&self, out: &mut CheckedOut<'_>, now: Instant) -> Result<(), NoRoom> {
+        let Some(conv) = out.conversation.as_mut() else {
+            return Ok(());
+        };
+        let new = conv.buffered();
+        let old = std::mem::replace(&mut conv.charged, new);
+        let mut nases = lock(&self.nases);
+        self.recharge(&mut nases, &conv.origin.nas, old, new);
+        let mut evicted = 0;
+        while self.bytes.load(Ordering::Relaxed) > self.limits.memory_budget {
+            if !self.evict_from_heaviest(&mut nases, now) {
+                self.evicted[NoRoom::MemoryBudget as usize].fetch_add(evicted, Ordering::Relaxed);
+                return Err(NoRoom::MemoryBudget);
+            }
+            evicted += 1;
+        }
+        self.evicted[NoRoom::MemoryBudget as usize].fetch_add(evicted, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Returns a conversation after a request that continues it. When it
-    /// carries a Calling-Station-Id and `replace` is set, a different
-    /// conversation of the same station at the same NAS ends; returns
-    /// whether one did.
-    pub fn put_back(&self, mut out: CheckedOut<'_>, replace: bool) -> bool {
+    /// carries a Calling-Station-Id and `replace` is set, the station's
+    /// other conversations that have been idle for `evictable_after` end,
+    /// and so do its oldest beyond the few kept per station; returns how
+    /// many ended.
+    pub fn put_back(&self, mut out: CheckedOut<'_>, replace: bool, now: Instant) -> usize {
         let Some(conv) = out.conversation.take() else {
-            return false;
+            return 0;
         };
         let state = out.state;
-        let mut replaced = None;
-        if replace && let Some(station) = &conv.calling_station {
-            let key = (conv.nas.to_string(), station.clone());
-            let old = lock(&self.stations).insert(key, state);
-            if let Some(old) = old.filter(|o| *o != state) {
-                replaced = lock(&self.shards[shard_of(&old)]).remove(&old);
+        let mut replaced = Vec::new();
+        if replace && let Some(station) = &conv.origin.calling_station {
+            let key = (conv.origin.nas.to_string(), station.clone());
+            let mut stations = lock(&self.stations);
+            let list = stations.entry(key).or_default();
+            if !list.contains(&state) {
+                list.push(state);
             }
+            let excess = list.len().saturating_sub(PER_STATION);
+            let mut position = 0;
+            list.retain(|other| {
+                position += 1;
+                if *other == state {
+                    return true;
+                }
+                let mut shard = lock(&self.shards[shard_of(other)]);
+                // A conversation checked out right now is in use: keep it.
+                let Some(c) = shard.get(other) else {
+                    return true;
+                };
+                let idle =
+                    now.saturating_duration_since(c.last_seen) >= self.limits.evictable_after;
+                if idle || position <= excess {
+                    replaced.extend(shard.remove(other));
+                    return false;
+                }
+                true
+            });
         }
         let entry = (conv.last_seen, state);
-        let nas = conv.nas.clone();
+        let nas = conv.origin.nas.clone();
         lock(&self.shards[shard_of(&state)]).insert(state, conv);
         let mut nases = lock(&self.nases);
-        if let Some(old) = &replaced {
-            self.uncount(&mut nases, &old.nas);
+        for old in &replaced {
+            self.uncount(&mut nases, old);
         }
         if let Some(n) = nases.get_mut(&*nas) {
             if n.queue.back() != Some(&entry) {
@@ -267,25 +428,25 @@ impl ConversationTable {
             }
         }
         drop(nases);
+        self.replaced
+            .fetch_add(replaced.len() as u64, Ordering::Relaxed);
         // Dropping a conversation frees a TLS connection: outside the locks.
-        replaced.is_some()
+        replaced.len()
     }
 
-    /// Ends conversations idle past the timeout; returns how many.
-    pub fn sweep(&self, now: Instant) -> usize {
+    /// Ends conversations that ran out of time; returns them with why, for
+    /// the caller to count, log and drop.
+    pub fn sweep(&self, now: Instant) -> Vec<(Expiry, Conversation)> {
         let mut expired = Vec::new();
         for shard in &self.shards {
             let mut map = lock(shard);
-            let idle: Vec<State> = map
+            let due: Vec<(State, Expiry)> = map
                 .iter()
-                .filter(|(_, c)| {
-                    now.saturating_duration_since(c.last_seen) > self.limits.idle_timeout
-                })
-                .map(|(s, _)| *s)
+                .filter_map(|(s, c)| self.limits.expiry(c, now).map(|e| (*s, e)))
                 .collect();
             expired.extend(
-                idle.into_iter()
-                    .filter_map(|s| map.remove(&s).map(|c| (s, c))),
+                due.into_iter()
+                    .filter_map(|(s, e)| map.remove(&s).map(|c| (s, e, c))),
             );
             // After a flood the map keeps its peak capacity otherwise.
             if map.capacity() > 4 * map.len() + 1024 {
@@ -293,15 +454,15 @@ impl ConversationTable {
             }
         }
         let mut nases = lock(&self.nases);
-        for (_, c) in &expired {
-            self.uncount(&mut nases, &c.nas);
+        for (_, _, c) in &expired {
+            self.uncount(&mut nases, c);
         }
         for n in nases.values_mut() {
             self.compact(n);
         }
         nases.retain(|_, n| n.count > 0 || !n.queue.is_empty());
         drop(nases);
-        for (state, c) in &expired {
+        for (state, _, c) in &expired {
             self.unstation(c, state);
         }
         let mut stations = lock(&self.stations);
@@ -309,7 +470,7 @@ impl ConversationTable {
             stations.shrink_to_fit();
         }
         drop(stations);
-        expired.len()
+        expired.into_iter().map(|(_, e, c)| (e, c)).collect()
     }
 
     /// Evicts the idlest evictable conversation of `nas`.
@@ -317,13 +478,37 @@ impl ConversationTable {
         let Some(n) = nases.get_mut(nas) else {
             return false;
         };
-        let Some(victim) = self.pop_idlest(n, now) else {
+        let Some((state, victim)) = self.pop_idlest(n, now) else {
             return false;
         };
         n.count -= 1;
+        n.bytes = n.bytes.saturating_sub(victim.charged);
         self.count.fetch_sub(1, Ordering::Relaxed);
-        self.unstation(&victim.1, &victim.0);
+        self.bytes.fetch_sub(victim.charged, Ordering::Relaxed);
+        self.unstation(&victim, &state);
         true
+    }
+
+    /// Evicts from the NAS whose conversations buffer the most octets, or
+    /// the next when all of its conversations are recent.
+    fn evict_from_heaviest(&self, nases: &mut HashMap<Arc<str>, Nas>, now: Instant) -> bool {
+        let mut order: Vec<(usize, Arc<str>)> =
+            nases.iter().map(|(k, n)| (n.bytes, k.clone())).collect();
+        order.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+        order
+            .iter()
+            .any(|(_, nas)| self.evict_from(nases, nas, now))
+    }
+
+    fn recharge(&self, nases: &mut HashMap<Arc<str>, Nas>, nas: &str, old: usize, new: usize) {
+        if let Some(n) = nases.get_mut(nas) {
+            n.bytes = (n.bytes + new).saturating_sub(old);
+        }
+        if new >= old {
+            self.bytes.fetch_add(new - old, Ordering::Relaxed);
+        } else {
+            self.bytes.fetch_sub(old - new, Ordering::Relaxed);
+        }
     }
 
     /// Evicts from the NAS holding the most conversations, or the next
@@ -367,25 +552,31 @@ impl ConversationTable {
         }
     }
 
-    fn uncount(&self, nases: &mut HashMap<Arc<str>, Nas>, nas: &str) {
-        if let Some(n) = nases.get_mut(nas) {
+    /// Takes an ended conversation off its NAS's count and charge.
+    fn uncount(&self, nases: &mut HashMap<Arc<str>, Nas>, conv: &Conversation) {
+        if let Some(n) = nases.get_mut(&*conv.origin.nas) {
             n.count = n.count.saturating_sub(1);
+            n.bytes = n.bytes.saturating_sub(conv.charged);
         }
         self.count.fetch_sub(1, Ordering::Relaxed);
+        self.bytes.fetch_sub(conv.charged, Ordering::Relaxed);
     }
 
     fn unstation(&self, conv: &Conversation, state: &State) {
-        if let Some(station) = &conv.calling_station {
+        if let Some(station) = &conv.origin.calling_station {
             let mut stations = lock(&self.stations);
-            let key = (conv.nas.to_string(), station.clone());
-            if stations.get(&key) == Some(state) {
-                stations.remove(&key);
+            let key = (conv.origin.nas.to_string(), station.clone());
+            if let Some(list) = stations.get_mut(&key) {
+                list.retain(|s| s != state);
+                if list.is_empty() {
+                    stations.remove(&key);
+                }
             }
         }
     }
 
     fn forget(&self, state: &State, conv: &Conversation) {
-        self.uncount(&mut lock(&self.nases), &conv.nas);
+        self.uncount(&mut lock(&self.nases), conv);
         self.unstation(conv, state);
     }
 }

@@ -35,6 +35,8 @@ pub enum FragmentError {
     AboveCap { cap: usize },
     #[error("the S (Start) flag is only for the server's first request")]
     UnexpectedStart,
+    #[error("a fragment with L or M set carries no TLS data")]
+    EmptyFragment,
 }
 
 /// What one incoming EAP-TLS packet amounted to.
@@ -71,6 +73,11 @@ impl Reassembler {
     /// Whether a fragmented message has started and not yet ended.
     pub fn in_progress(&self) -> bool {
         self.in_progress
+    }
+
+    /// Octets held for the message being reassembled.
+    pub fn buffered(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Feeds the Type-Data of one EAP-TLS Response.
@@ -134,6 +141,12 @@ impl Reassembler {
         if flags & (FLAG_L | FLAG_M) == 0 && rest.is_empty() && !self.in_progress {
             return Ok(Incoming::Ack);
         }
+        // L or M announce data; without any, the packet moves nothing
+        // forward, and answering it would let a peer without a certificate
+        // hold a conversation open forever (`0x80 0 0 0 0` over and over).
+        if flags & (FLAG_L | FLAG_M) != 0 && rest.is_empty() {
+            return Err(FragmentError::EmptyFragment);
+        }
         if self.buf.len() + rest.len() > self.cap {
             return Err(FragmentError::AboveCap { cap: self.cap });
         }
@@ -181,6 +194,15 @@ impl Fragmenter {
             data,
             sent: 0,
             fragment_size: fragment_size.max(1),
+        }
+    }
+
+    /// Octets of the flight held until its last fragment is out.
+    pub fn buffered(&self) -> usize {
+        if self.has_more() {
+            self.data.capacity()
+        } else {
+            0
         }
     }
 

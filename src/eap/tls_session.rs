@@ -114,6 +114,25 @@ impl TlsSession {
         })
     }
 
+    /// Octets held for the peer's message being reassembled and for our
+    /// flight (or the part of it still to send).
+    pub fn buffered(&self) -> usize {
+        let flight = match &self.phase {
+            Phase::Authorizing { flight } => flight.capacity(),
+            _ => 0,
+        };
+        self.inbound.buffered() + self.outbound.as_ref().map_or(0, Fragmenter::buffered) + flight
+    }
+
+    /// The failure whose TLS alert went to the peer, while its
+    /// acknowledgement is awaited.
+    pub fn alert_sent(&self) -> Option<&Failure> {
+        match &self.phase {
+            Phase::Failing(f) => Some(f),
+            _ => None,
+        }
+    }
+
     /// Type-Data of the EAP-TLS Start request.
     pub fn start() -> Vec<u8> {
         tls_frag::start().to_vec()

@@ -15,7 +15,7 @@ pub struct EapMetrics {
     pub handshake_seconds: Histogram,
     pub round_trips: Histogram,
     pub active: IntGauge,
-    pub expired: IntCounter,
+    pub expired: IntCounterVec,
     pub replaced: IntCounter,
     pub evicted: IntCounterVec,
     pub discarded: IntCounterVec,
@@ -68,9 +68,12 @@ impl EapMetrics {
                 "certgate_eap_conversations_active",
                 "EAP conversations in progress.",
             )?,
-            expired: IntCounter::new(
-                "certgate_eap_conversations_expired_total",
-                "EAP conversations ended by the idle timeout.",
+            expired: IntCounterVec::new(
+                Opts::new(
+                    "certgate_eap_conversations_expired_total",
+                    "EAP conversations the server ended by itself, by reason (idle: eap.idle_timeout; max_duration: eap.max_duration; alert_unanswered: no answer to a TLS alert within eap.alert_timeout).",
+                ),
+                &["reason"],
             )?,
             replaced: IntCounter::new(
                 "certgate_eap_conversations_replaced_total",
@@ -79,7 +82,7 @@ impl EapMetrics {
             evicted: IntCounterVec::new(
                 Opts::new(
                     "certgate_eap_conversations_evicted_total",
-                    "Idle EAP conversations ended to make room for a new one, by reason (table_full: the table was full; nas_share: their NAS held its share).",
+                    "Idle EAP conversations ended to make room, by reason (table_full: the table was full; nas_share: their NAS held its share; memory_budget: conversations buffered eap.memory_budget octets).",
                 ),
                 &["reason"],
             )?,

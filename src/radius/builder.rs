@@ -8,10 +8,10 @@
 use thiserror::Error;
 
 use super::attr::{
-    MAX_VALUE_LEN, MESSAGE_AUTHENTICATOR, MESSAGE_AUTHENTICATOR_LEN, VENDOR_SPECIFIC,
+    MAX_VALUE_LEN, MESSAGE_AUTHENTICATOR, MESSAGE_AUTHENTICATOR_LEN, PROXY_STATE, VENDOR_SPECIFIC,
 };
 use super::crypto::{self, HeaderAuthenticator, Secret};
-use super::packet::{Code, HEADER_LEN, MAX_LEN};
+use super::packet::{Code, HEADER_LEN, MAX_LEN, Packet};
 
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
 pub enum BuildError {
@@ -47,6 +47,31 @@ impl PacketBuilder {
             buf,
             message_authenticator,
         }
+    }
+
+    /// Starts the reply to `request`: its Identifier, Message-Authenticator
+    /// first when asked, then every Proxy-State of the request, in order
+    /// and unchanged (RFC 2865 §5.33, RFC 2866 §5.13: a proxy matches its
+    /// answers by them). Every reply the server sends starts here, so none
+    /// can forget them.
+    pub fn reply_to(
+        request: &Packet<'_>,
+        code: Code,
+        message_authenticator: bool,
+    ) -> Result<Self, BuildError> {
+        let mut b = PacketBuilder::new(code, request.identifier(), message_authenticator);
+        for value in request.attributes_of(PROXY_STATE) {
+            b.push(PROXY_STATE, value)?;
+        }
+        Ok(b)
+    }
+
+    /// Octets of the Proxy-State attributes a reply to `request` echoes.
+    pub fn echo_len(request: &Packet<'_>) -> usize {
+        request
+            .attributes_of(PROXY_STATE)
+            .map(|v| 2 + v.len())
+            .sum()
     }
 
     fn reserve(&mut self, extra: usize) -> Result<(), BuildError> {
@@ -204,6 +229,31 @@ mod tests {
             &secret,
         );
         assert_eq!(&bytes[22..38], &ma);
+    }
+
+    #[test]
+    fn replies_echo_every_proxy_state_in_order() {
+        let secret = Secret::new(b"s");
+        let mut b = PacketBuilder::new(Code::AccessRequest, 9, true);
+        b.push(PROXY_STATE, b"abc").expect("fits");
+        b.push(1, b"bob").expect("fits");
+        b.push(PROXY_STATE, &[0, 1, 2]).expect("fits");
+        let request = b.finish_access_request(&[3; 16], &secret);
+        let request = Packet::decode(&request).expect("decodes");
+        assert_eq!(PacketBuilder::echo_len(&request), 10);
+        let mut reply = PacketBuilder::reply_to(&request, Code::AccessReject, true).expect("fits");
+        reply.push(18, b"no").expect("fits");
+        let bytes = reply.finish_response(request.authenticator(), &secret);
+        let p = Packet::decode(&bytes).expect("decodes");
+        assert_eq!(p.identifier(), 9);
+        assert_eq!(p.message_authenticator_offset(), Some(HEADER_LEN));
+        let echoed: Vec<&[u8]> = p.attributes_of(PROXY_STATE).collect();
+        assert_eq!(echoed, [&b"abc"[..], &[0, 1, 2][..]]);
+        assert!(verify_response_authenticator(
+            &p,
+            request.authenticator(),
+            &secret
+        ));
     }
 
     #[test]

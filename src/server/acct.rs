@@ -32,12 +32,13 @@ pub async fn respond(
             // over a zeroed authenticator while RFC 3579 replies use the
             // request's, so adding one only risks a refused acknowledgement.
             // The Response Authenticator authenticates the reply.
-            let bytes = PacketBuilder::new(Code::AccountingResponse, request.identifier(), false)
-                .finish_response(packet.authenticator(), &request.client.secret);
-            Response::Reply {
-                code: Code::AccountingResponse,
-                bytes,
-                outcome: None,
+            match PacketBuilder::reply_to(packet, Code::AccountingResponse, false) {
+                Ok(b) => Response::Reply {
+                    code: Code::AccountingResponse,
+                    bytes: b.finish_response(packet.authenticator(), &request.client.secret),
+                    outcome: None,
+                },
+                Err(e) => Response::Drop(DropReason::Unanswerable(e)),
             }
         }
         Err(_) => Response::Drop(DropReason::AccountingNotStored),

@@ -10,14 +10,16 @@ use std::time::Instant;
 use crate::authz::engine::Authz;
 use crate::authz::{Authorizer, Decision, Subject};
 use crate::config::EapConfig;
-use crate::eap::conversation::Granted;
+use crate::eap::conversation::{Conversation, Granted};
 use crate::eap::packet::reassemble;
-use crate::eap::reply::{EAP_KEY_NAME, ReplyContext, encode};
+use crate::eap::reply::{ReplyContext, encode};
 use crate::eap::service::{self, EapRequest, Handled, Reply};
 use crate::eap::tls_session::{Established, Failure};
-use crate::radius::Packet;
-use crate::radius::attr::{CALLED_STATION_ID, CALLING_STATION_ID, FRAMED_MTU, STATE};
+use crate::radius::attr::{
+    CALLED_STATION_ID, CALLING_STATION_ID, FRAMED_MTU, NAS_IDENTIFIER, STATE,
+};
 use crate::radius::packet::value_u32;
+use crate::radius::{Packet, PacketBuilder};
 use crate::tls::{ChainError, TlsContext};
 
 use super::Shared;
@@ -54,7 +56,10 @@ pub async fn respond(
         eap: &eap,
         state: packet.attribute(STATE),
         calling_station: text(packet.attribute(CALLING_STATION_ID)),
+        called_station: text(packet.attribute(CALLED_STATION_ID)),
+        nas_identifier: text(packet.attribute(NAS_IDENTIFIER)),
         framed_mtu: packet.attribute(FRAMED_MTU).and_then(value_u32),
+        echo_len: PacketBuilder::echo_len(packet),
         nas: &request.client.name,
     };
     let table = &shared.conversations;
@@ -65,17 +70,7 @@ pub async fn respond(
         Handled::Authorize(out) => {
             let result = match out.conversation.as_ref() {
                 Some(conv) => match conv.established.as_deref() {
-                    Some(est) => {
-                        authorize(
-                            shared,
-                            engines,
-                            est,
-                            &conv.outer_identity,
-                            &request.client.name,
-                            packet,
-                        )
-                        .await
-                    }
+                    Some(est) => authorize(shared, engines, est, conv).await,
                     None => Err(Failure::new("internal", "no handshake result")),
                 },
                 None => Err(Failure::new("internal", "empty checkout")),
@@ -89,12 +84,9 @@ pub async fn respond(
     m.active.set(table.len() as i64);
     observe(shared, request, &reply);
 
-    let authenticator = *packet.authenticator();
     let ctx = ReplyContext {
-        identifier: request.identifier(),
-        request_authenticator: &authenticator,
+        request: packet,
         secret: &request.client.secret,
-        key_name_requested: packet.attribute(EAP_KEY_NAME).is_some(),
     };
     match encode(&reply, &ctx) {
         Ok(Some((code, bytes))) => Response::Reply {
@@ -103,15 +95,13 @@ pub async fn respond(
             outcome: None,
         },
         Ok(None) => Response::Drop(DropReason::EapDiscarded),
-        Err(e) => {
-            tracing::error!(client = %request.client.name, error = %e, "reply does not fit in a RADIUS packet");
-            Response::Drop(DropReason::EapDiscarded)
-        }
+        Err(e) => Response::Drop(DropReason::Unanswerable(e)),
     }
 }
 
 /// Certificate identity, binding to the outer identity, revocation re-check
-/// for resumed sessions, then the directory.
+/// for resumed sessions, then the directory. The policy sees the NAS and
+/// stations the conversation started with.
 async fn authorize(
     shared: &Shared,
     Engines {
@@ -120,10 +110,9 @@ async fn authorize(
         authz,
     }: Engines<'_>,
     est: &Established,
-    outer_identity: &str,
-    nas: &str,
-    packet: &Packet<'_>,
+    conv: &Conversation,
 ) -> Result<Granted, Failure> {
+    let outer_identity = conv.outer_identity.as_str();
     // A resumed session's certificate comes from the session cache: CRLs
     // may have changed since the full handshake, so it is checked again.
     let certificate = tls
@@ -145,9 +134,9 @@ async fn authorize(
         identity: identity.clone(),
         outer_identity: outer_identity.to_string(),
         certificate,
-        nas: nas.to_string(),
-        called_station: text(packet.attribute(CALLED_STATION_ID)).map(str::to_string),
-        calling_station: text(packet.attribute(CALLING_STATION_ID)).map(str::to_string),
+        nas: conv.origin.nas.to_string(),
+        called_station: conv.called_station.clone(),
+        calling_station: conv.origin.calling_station.clone(),
         resumed: est.resumed,
     };
     let backend = authz.name();
@@ -175,6 +164,27 @@ async fn authorize(
             Err(Failure::new(reason, format!("{identity}: {detail}")))
         }
     }
+}
+
+/// A conversation whose peer was sent a TLS alert and went silent (the
+/// strongSwan 5.9 client aborts on the alert without acknowledging it):
+/// the table ended it after `eap.alert_timeout`. It failed as the alert
+/// said; the NAS got no Access-Reject, since the peer never answered.
+pub fn alert_unanswered(shared: &Shared, conv: &Conversation, failure: &Failure) {
+    shared
+        .metrics
+        .eap
+        .failed
+        .with_label_values(&[failure.reason])
+        .inc();
+    tracing::info!(
+        client = %conv.origin.nas,
+        calling_station = conv.origin.calling_station.as_deref().unwrap_or("-"),
+        outer_identity = %conv.outer_identity,
+        reason = failure.reason,
+        detail = %failure.detail,
+        "access rejected: the peer did not acknowledge the TLS alert; conversation ended"
+    );
 }
 
 fn observe(shared: &Shared, request: &Request, reply: &Reply) {

@@ -6,7 +6,7 @@
 //! Accounting-Request is dropped (RFC 2866 §2: no storage, no response).
 //! It must not touch sockets or the duplicate cache.
 
-use crate::radius::{Code, PacketBuilder};
+use crate::radius::{Code, Packet, PacketBuilder};
 
 use super::pipeline::{DropReason, Listener, Request};
 
@@ -21,30 +21,39 @@ pub enum Response {
     Drop(DropReason),
 }
 
-/// Builds a reply with Message-Authenticator first and no other attribute.
-fn bare_reply(request: &Request, code: Code) -> Vec<u8> {
-    let request_authenticator: [u8; 16] = request.bytes[4..20].try_into().unwrap_or([0; 16]);
-    PacketBuilder::new(code, request.identifier(), true)
-        .finish_response(&request_authenticator, &request.client.secret)
+/// A reply with Message-Authenticator first and nothing else but the
+/// request's Proxy-State.
+fn bare_reply(
+    request: &Request,
+    packet: &Packet<'_>,
+    code: Code,
+    outcome: &'static str,
+) -> Response {
+    match PacketBuilder::reply_to(packet, code, true) {
+        Ok(b) => Response::Reply {
+            code,
+            bytes: b.finish_response(packet.authenticator(), &request.client.secret),
+            outcome: Some(outcome),
+        },
+        // Only a request whose Proxy-States fill a whole packet gets here.
+        Err(e) => Response::Drop(DropReason::Unanswerable(e)),
+    }
 }
 
-pub fn respond(request: &Request) -> Response {
+pub fn respond(request: &Request, packet: &Packet<'_>) -> Response {
     match (request.listener, request.code()) {
-        (Listener::Auth, Code::StatusServer) => Response::Reply {
-            code: Code::AccessAccept,
-            bytes: bare_reply(request, Code::AccessAccept),
-            outcome: Some("status"),
-        },
-        (Listener::Acct, Code::StatusServer) => Response::Reply {
-            code: Code::AccountingResponse,
-            bytes: bare_reply(request, Code::AccountingResponse),
-            outcome: Some("status"),
-        },
-        (Listener::Auth, Code::AccessRequest) => Response::Reply {
-            code: Code::AccessReject,
-            bytes: bare_reply(request, Code::AccessReject),
-            outcome: Some("reject: no authentication method for this request"),
-        },
+        (Listener::Auth, Code::StatusServer) => {
+            bare_reply(request, packet, Code::AccessAccept, "status")
+        }
+        (Listener::Acct, Code::StatusServer) => {
+            bare_reply(request, packet, Code::AccountingResponse, "status")
+        }
+        (Listener::Auth, Code::AccessRequest) => bare_reply(
+            request,
+            packet,
+            Code::AccessReject,
+            "reject: no authentication method for this request",
+        ),
         (Listener::Acct, Code::AccountingRequest) => {
             Response::Drop(DropReason::AccountingNotEnabled)
         }
@@ -100,7 +109,8 @@ mod tests {
         ];
         for (listener, code, want) in cases {
             let req = request(listener, code);
-            match (respond(&req), want) {
+            let packet = req.packet().expect("decodes");
+            match (respond(&req, &packet), want) {
                 (
                     Response::Reply {
                         code: got, bytes, ..

@@ -65,16 +65,21 @@ fn log_drop(
         if suppressed > 0 {
             tracing::warn!(suppressed, "drop log lines suppressed in the last second");
         }
-        match reason {
-            DropReason::Malformed(e) => tracing::warn!(
+        let detail = match reason {
+            DropReason::Malformed(e) => Some(e.to_string()),
+            DropReason::Unanswerable(e) => Some(e.to_string()),
+            _ => None,
+        };
+        match detail {
+            Some(detail) => tracing::warn!(
                 listener = listener.as_str(),
                 %source,
                 client = client.unwrap_or("-"),
                 reason = reason.as_str(),
-                detail = %e,
+                detail,
                 "dropped"
             ),
-            _ => tracing::warn!(
+            None => tracing::warn!(
                 listener = listener.as_str(),
                 %source,
                 client = client.unwrap_or("-"),
@@ -208,7 +213,7 @@ async fn dispatch(shared: &Shared, request: &Request) -> Response {
         (Code::AccountingRequest, _, _, _, Some(acct)) => {
             acct::respond(acct, &runtime.config.dictionary, request, &packet).await
         }
-        _ => handler::respond(request),
+        _ => handler::respond(request, &packet),
     }
 }
 

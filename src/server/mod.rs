@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use crate::accounting::Accounting;
 use crate::authz::engine::Authz;
 use crate::config::{Config, load_crls};
-use crate::eap::table::{ConversationTable, Limits};
+use crate::eap::table::{ConversationTable, Expiry, Limits};
 use crate::metrics::{self, Metrics, MetricsError};
 use crate::tls::{SessionStore, TlsContext, TlsError};
 
@@ -106,6 +106,9 @@ pub struct Shared {
 /// Runs until SIGINT or SIGTERM, then lets in-flight requests finish.
 pub async fn run(config: Config) -> Result<(), ServerError> {
     let metrics = Metrics::new()?;
+    for why in Expiry::ALL {
+        metrics.eap.expired.with_label_values(&[why.reason()]);
+    }
     for listener in [Listener::Auth, Listener::Acct] {
         for reason in DropReason::ALL {
             metrics
@@ -215,10 +218,17 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
                 shared.metrics.duplicate_cache_entries.set(n as i64);
                 let expired = shared.conversations.sweep(now);
                 let m = &shared.metrics.eap;
-                m.expired.inc_by(expired as u64);
+                for (why, conv) in &expired {
+                    m.expired.with_label_values(&[why.reason()]).inc();
+                    if let Some(failure) = conv.alert_sent() {
+                        eap_auth::alert_unanswered(&shared, conv, failure);
+                    }
+                }
+                drop(expired);
                 for (eviction, n) in shared.conversations.take_evictions() {
                     m.evicted.with_label_values(&[eviction.reason()]).inc_by(n);
                 }
+                m.replaced.inc_by(shared.conversations.take_replaced());
                 m.active.set(shared.conversations.len() as i64);
                 m.tls_sessions.set(shared.sessions.sweep(now) as i64);
                 if let Some(a) = &shared.accounting {

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crate::config::ClientConfig;
 use crate::radius::crypto::{verify_message_authenticator, verify_request_authenticator};
-use crate::radius::{Code, DecodeError, Packet};
+use crate::radius::{BuildError, Code, DecodeError, Packet};
 
 use super::clients::ClientTable;
 use super::dedup::{DedupCache, DedupKey, Lookup};
@@ -51,6 +51,9 @@ pub enum DropReason {
     EapDiscarded,
     /// The journal could not store the record: no acknowledgement.
     AccountingNotStored,
+    /// The answer does not fit in a RADIUS packet (the request's
+    /// Proxy-States, echoed, leave no room).
+    Unanswerable(BuildError),
 }
 
 impl DropReason {
@@ -70,12 +73,13 @@ impl DropReason {
             DropReason::AccountingNotEnabled => "accounting_not_enabled",
             DropReason::EapDiscarded => "eap_discarded",
             DropReason::AccountingNotStored => "accounting_not_stored",
+            DropReason::Unanswerable(_) => "unanswerable",
         }
     }
 
     /// Every label value, so the metric families can be pre-populated and
     /// dashboards see zeros rather than missing series.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::UnknownClient,
         DropReason::Malformed(DecodeError::ShortDatagram(0)),
         DropReason::UnsupportedCode,
@@ -88,6 +92,7 @@ impl DropReason {
         DropReason::AccountingNotEnabled,
         DropReason::EapDiscarded,
         DropReason::AccountingNotStored,
+        DropReason::Unanswerable(BuildError::PacketTooLong(0)),
     ];
 }
 

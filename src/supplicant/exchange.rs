@@ -6,8 +6,8 @@
 
 use crate::eap::packet::{push_eap_message, reassemble};
 use crate::radius::attr::{
-    CALLING_STATION_ID, FRAMED_MTU, MS_MPPE_RECV_KEY, MS_MPPE_SEND_KEY, STATE, USER_NAME,
-    VENDOR_MICROSOFT,
+    CALLING_STATION_ID, FRAMED_MTU, MS_MPPE_RECV_KEY, MS_MPPE_SEND_KEY, NAS_IDENTIFIER,
+    PROXY_STATE, STATE, USER_NAME, VENDOR_MICROSOFT,
 };
 use crate::radius::crypto::{
     Secret, mppe_decrypt, verify_reply_message_authenticator, verify_response_authenticator,
@@ -28,7 +28,10 @@ pub struct Exchange {
     secret: Secret,
     user_name: String,
     pub calling_station: Option<String>,
+    pub nas_identifier: Option<String>,
     pub framed_mtu: Option<u32>,
+    /// Sent in every request as a proxy would; every reply must echo it.
+    pub proxy_state: Option<Vec<u8>>,
     state: Option<Vec<u8>>,
     identifier: u8,
     authenticator: [u8; 16],
@@ -45,13 +48,25 @@ impl Exchange {
             secret,
             user_name: user_name.to_string(),
             calling_station: None,
+            nas_identifier: None,
             framed_mtu: None,
+            proxy_state: None,
             state: None,
             identifier: rand::random(),
             authenticator: [0; 16],
             sent: 0,
             message_authenticator_first: true,
         }
+    }
+
+    /// The State the next request echoes (a test of another NAS's
+    /// replay sets one it did not receive).
+    pub fn set_state(&mut self, state: Option<Vec<u8>>) {
+        self.state = state;
+    }
+
+    pub fn state(&self) -> Option<&[u8]> {
+        self.state.as_deref()
     }
 
     pub fn round_trips(&self) -> u32 {
@@ -71,6 +86,12 @@ impl Exchange {
         let _ = b.push(USER_NAME, &name[..name.len().min(253)]);
         if let Some(cs) = &self.calling_station {
             let _ = b.push(CALLING_STATION_ID, cs.as_bytes());
+        }
+        if let Some(id) = &self.nas_identifier {
+            let _ = b.push(NAS_IDENTIFIER, id.as_bytes());
+        }
+        if let Some(ps) = &self.proxy_state {
+            let _ = b.push(PROXY_STATE, ps);
         }
         if let Some(mtu) = self.framed_mtu {
             let _ = b.push_u32(FRAMED_MTU, mtu);
@@ -101,6 +122,13 @@ impl Exchange {
         }
         if !verify_reply_message_authenticator(&p, &self.authenticator, &self.secret) {
             return Err("bad Message-Authenticator".into());
+        }
+        let echoed: Vec<&[u8]> = p.attributes_of(PROXY_STATE).collect();
+        if echoed != self.proxy_state.as_deref().into_iter().collect::<Vec<_>>() {
+            return Err(format!(
+                "Proxy-State {echoed:02x?} in the reply; the request had {:02x?}",
+                self.proxy_state
+            ));
         }
         self.state = p.attribute(STATE).map(<[u8]>::to_vec);
         let mut mppe_recv = None;

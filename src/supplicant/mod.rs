@@ -118,6 +118,8 @@ pub struct Supplicant {
     pub fragment_size: usize,
     pub calling_station: Option<String>,
     pub framed_mtu: Option<u32>,
+    /// Sent in every request as a proxy would; see `Exchange::proxy_state`.
+    pub proxy_state: Option<Vec<u8>>,
     /// Per-attempt reply timeout and attempts per request.
     pub timeout: Duration,
     pub attempts: u32,
@@ -150,6 +152,7 @@ impl Supplicant {
             fragment_size: 1000,
             calling_station: Some("02-00-00-00-00-01".into()),
             framed_mtu: None,
+            proxy_state: None,
             timeout: Duration::from_secs(2),
             attempts: 3,
             message_authenticator_first: true,
@@ -168,6 +171,7 @@ impl Supplicant {
         ex.message_authenticator_first = self.message_authenticator_first;
         ex.calling_station = self.calling_station.clone();
         ex.framed_mtu = self.framed_mtu;
+        ex.proxy_state = self.proxy_state.clone();
         Ok((peer, ex))
     }
 

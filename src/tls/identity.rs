@@ -25,6 +25,14 @@ pub enum IdentityError {
     Parse(String),
     #[error("certificate has none of the identity sources {0}")]
     NoIdentity(String),
+    #[error(
+        "certificate has {count} different {from} values ({values}): it must name one identity"
+    )]
+    Ambiguous {
+        from: &'static str,
+        count: usize,
+        values: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +71,8 @@ impl IdentitySource {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CertIdentity {
     pub subject: String,
-    pub cn: Option<String>,
+    /// Every subject CN, in order (normally one).
+    pub cns: Vec<String>,
     pub ous: Vec<String>,
     pub emails: Vec<String>,
     pub upns: Vec<String>,
@@ -111,11 +120,10 @@ impl CertIdentity {
         let subject = cert.subject();
         let mut id = CertIdentity {
             subject: subject.to_string(),
-            cn: subject
+            cns: subject
                 .iter_common_name()
-                .next()
-                .and_then(|a| a.as_str().ok())
-                .map(str::to_string),
+                .filter_map(|a| a.as_str().ok().map(str::to_string))
+                .collect(),
             ous: subject
                 .iter_organizational_unit()
                 .filter_map(|a| a.as_str().ok().map(str::to_string))
@@ -145,19 +153,52 @@ impl CertIdentity {
         id
     }
 
-    /// The first identity found in `order`, with where it came from.
+    /// The subject's first CN.
+    pub fn cn(&self) -> Option<&str> {
+        self.cns.first().map(String::as_str)
+    }
+
+    /// The values of one identity source.
+    pub fn values(&self, source: IdentitySource) -> &[String] {
+        match source {
+            IdentitySource::Upn => &self.upns,
+            IdentitySource::Email => &self.emails,
+            IdentitySource::Cn => &self.cns,
+            IdentitySource::Dns => &self.dns,
+            IdentitySource::Uri => &self.uris,
+        }
+    }
+
+    /// The identity from the first source in `order` that has one, with
+    /// where it came from. A source with several different values (two
+    /// UPNs, two emails) names no single identity: that is an error, not
+    /// a guess at the first.
     pub fn pick(&self, order: &[IdentitySource]) -> Result<(IdentitySource, &str), IdentityError> {
         for &source in order {
-            let found = match source {
-                IdentitySource::Upn => self.upns.first(),
-                IdentitySource::Email => self.emails.first(),
-                IdentitySource::Cn => self.cn.as_ref(),
-                IdentitySource::Dns => self.dns.first(),
-                IdentitySource::Uri => self.uris.first(),
+            let values: Vec<&String> = self
+                .values(source)
+                .iter()
+                .filter(|v| !v.is_empty())
+                .collect();
+            let Some(first) = values.first() else {
+                continue;
             };
-            if let Some(v) = found.filter(|v| !v.is_empty()) {
-                return Ok((source, v));
+            let different = values
+                .iter()
+                .filter(|v| !v.eq_ignore_ascii_case(first))
+                .count();
+            if different > 0 {
+                return Err(IdentityError::Ambiguous {
+                    from: source.as_str(),
+                    count: different + 1,
+                    values: values
+                        .iter()
+                        .map(|v| format!("{v:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
             }
+            return Ok((source, first));
         }
         let names: Vec<&str> = order.iter().map(|s| s.as_str()).collect();
         Err(IdentityError::NoIdentity(names.join(", ")))
@@ -240,7 +281,7 @@ mod tests {
         assert_eq!(id.emails, ["alice@example.org"]);
         assert_eq!(id.dns, ["laptop.example.org"]);
         assert_eq!(id.uris, ["urn:device:42"]);
-        assert_eq!(id.cn.as_deref(), Some("Alice"));
+        assert_eq!(id.cn(), Some("Alice"));
         assert_eq!(id.ous, ["Staff"]);
         assert_eq!(id.sha256.len(), 64);
         use IdentitySource::*;
@@ -253,6 +294,51 @@ mod tests {
         assert_eq!(bare.pick(&[Upn, Email, Cn]), Ok((Cn, "bob")));
         assert!(bare.pick(&[Upn, Email]).is_err());
         assert!(CertIdentity::from_der(b"junk").is_err());
+    }
+
+    /// A certificate with two UPNs (or two emails) names two identities:
+    /// rejected with a reason rather than authorized as the first.
+    #[test]
+    fn several_values_of_the_chosen_source_are_refused() {
+        use IdentitySource::*;
+        let upn = |v: &str| SanType::OtherName((vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3], v.into()));
+        let email = |v: &str| SanType::Rfc822Name(v.try_into().expect("ia5"));
+        let two_upns = CertIdentity::from_der(&cert(
+            vec![upn("alice@corp.example"), upn("admin@corp.example")],
+            "Alice",
+        ))
+        .expect("parses");
+        let err = two_upns.pick(&[Upn, Email, Cn]).expect_err("ambiguous");
+        assert!(
+            matches!(
+                err,
+                IdentityError::Ambiguous {
+                    from: "upn",
+                    count: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("admin@corp.example"), "{err}");
+        // Another source first is fine: only the chosen one must be single.
+        assert_eq!(two_upns.pick(&[Cn]), Ok((Cn, "Alice")));
+        let two_emails = CertIdentity::from_der(&cert(
+            vec![email("a@example.org"), email("b@example.org")],
+            "x",
+        ))
+        .expect("parses");
+        assert!(matches!(
+            two_emails.pick(&[Email]),
+            Err(IdentityError::Ambiguous { from: "email", .. })
+        ));
+        // The same value twice (in another case) is one identity.
+        let same = CertIdentity::from_der(&cert(
+            vec![email("a@example.org"), email("A@example.org")],
+            "x",
+        ))
+        .expect("parses");
+        assert_eq!(same.pick(&[Email]), Ok((Email, "a@example.org")));
     }
 
     #[test]
