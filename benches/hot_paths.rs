@@ -260,6 +260,7 @@ fn accounting(c: &mut Criterion) {
             dir: dir.path().to_path_buf(),
             rotate_bytes: 1 << 30,
             rotate_interval: Duration::from_secs(3600),
+            group: None,
         },
         metrics,
     ));

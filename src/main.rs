@@ -196,6 +196,9 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(c) => {
+                for w in &c.warnings {
+                    println!("warning: {w}");
+                }
                 println!(
                     "{}: valid ({} clients, {} dictionary attributes)",
                     config.display(),

@@ -115,6 +115,23 @@ fn write(path: &Path, text: &str) -> Result<(), PkiError> {
     std::fs::write(path, text).map_err(io(path))
 }
 
+/// Writes a private key readable by its owner only (0600), whatever the
+/// umask; an existing file is narrowed to 0600 before the key goes in.
+fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| f.write_all(text.as_bytes()))
+        .map_err(io(path))
+}
+
 fn read(path: &Path) -> Result<String, PkiError> {
     std::fs::read_to_string(path).map_err(io(path))
 }
@@ -208,7 +225,7 @@ impl Pki {
         let ca_params = ca_params(&self.ca_name, 1);
         let ca_cert = ca_params.self_signed(&ca_key)?;
         write(&self.path("ca.pem"), &ca_cert.pem())?;
-        write(&self.path("ca.key"), &ca_key.serialize_pem())?;
+        write_private(&self.path("ca.key"), &ca_key.serialize_pem())?;
         write(&self.path("index.txt"), "")?;
         self.issue_server(server_name, server_key)?;
         self.write_crls()
@@ -233,7 +250,7 @@ impl Pki {
         p.use_authority_key_identifier_extension = true;
         let cert = p.signed_by(&key, &issuer)?;
         write(&self.path("server.pem"), &cert.pem())?;
-        write(&self.path("server.key"), &key.serialize_pem())
+        write_private(&self.path("server.key"), &key.serialize_pem())
     }
 
     fn issuer(&self, which: &str) -> Result<Issuer<'static, KeyPair>, PkiError> {
@@ -250,7 +267,7 @@ impl Pki {
         let key = KeyType::EcdsaP256.generate()?;
         let cert = ca_params("certgate demo intermediate CA", 0).signed_by(&key, &root)?;
         write(&self.path("intermediate.pem"), &cert.pem())?;
-        write(&self.path("intermediate.key"), &key.serialize_pem())?;
+        write_private(&self.path("intermediate.key"), &key.serialize_pem())?;
         self.write_crls()
     }
 
@@ -304,7 +321,7 @@ impl Pki {
         };
         std::fs::create_dir_all(self.dir.join("clients")).map_err(io(&self.dir))?;
         write(&files.certificate, &pem)?;
-        write(&files.key, &key.serialize_pem())?;
+        write_private(&files.key, &key.serialize_pem())?;
         let index = self.path("index.txt");
         let mut text = read(&index).unwrap_or_default();
         let _ = writeln!(
@@ -381,5 +398,49 @@ impl Pki {
             pem.push_str(&params.signed_by(&issuer)?.pem()?);
         }
         write(&self.path("crl.pem"), &pem)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Private keys are readable by their owner only; certificates and the
+    /// CRL stay readable (supplicants and NAS tools load them).
+    #[test]
+    fn private_keys_are_written_0600() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::open(dir.path());
+        pki.init("radius.example.org", KeyType::EcdsaP256)
+            .expect("init");
+        let opts = ClientOptions {
+            via_intermediate: true,
+            ..ClientOptions::default()
+        };
+        let files = pki
+            .issue_client("alice@example.org", &opts)
+            .expect("client");
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        for key in [
+            pki.path("ca.key"),
+            pki.path("server.key"),
+            pki.path("intermediate.key"),
+            files.key.clone(),
+        ] {
+            assert_eq!(mode(&key), 0o600, "{}", key.display());
+        }
+        assert_eq!(
+            mode(&files.certificate) & 0o044,
+            0o044,
+            "certificates stay readable"
+        );
+        // Re-issuing over a key someone widened narrows it again.
+        std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        let again = pki
+            .issue_client("alice@example.org", &opts)
+            .expect("client");
+        assert_eq!(mode(&again.key), 0o600);
     }
 }

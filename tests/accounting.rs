@@ -15,12 +15,35 @@ use certgate::radius::{Code, Packet, PacketBuilder};
 use common::{TestServer, loopback_client, radclient};
 use serde_json::Value;
 
+/// The bearer token `/sessions` needs in these tests.
+const TOKEN: &str = "test-token-0123456789";
+
 fn server(journal: &Path) -> TestServer {
-    TestServer::start(&format!(
-        "{}[accounting]\njournal_dir = {:?}\nrotate_size = 20000\n",
-        loopback_client(""),
-        journal.display().to_string()
-    ))
+    TestServer::start_with_env(
+        &format!(
+            "{}[accounting]\njournal_dir = {:?}\nrotate_size = 20000\n",
+            loopback_client(""),
+            journal.display().to_string()
+        ),
+        &[
+            ("CERTGATE_METRICS__SESSIONS", "true"),
+            ("CERTGATE_METRICS__TOKEN_ENV", "SESSIONS_TOKEN"),
+            ("SESSIONS_TOKEN", TOKEN),
+        ],
+    )
+}
+
+/// `GET /sessions` with the token; (status line, parsed body).
+fn sessions(server: &TestServer, query: &str) -> (String, Value) {
+    let (status, body) = common::http_get_with(
+        server.metrics,
+        &format!("/sessions{query}"),
+        &format!(
+            "Host: {}\r\nAuthorization: Bearer {TOKEN}\r\n",
+            server.metrics
+        ),
+    );
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 fn records(journal: &Path) -> Vec<Value> {
@@ -57,12 +80,14 @@ fn start_interim_stop_with_gigawords_journal_sessions_and_metrics() {
         "Start acknowledged"
     );
     s.wait_metric("certgate_acct_sessions_active{client=\"lo\"}", 1.0);
-    s.wait_metric(
-        "certgate_acct_sessions_active_by_group{group=\"staff\"}",
-        1.0,
+    // This server never issued group=staff (no EAP here): a NAS's Class
+    // alone makes no by-group series.
+    assert!(
+        !s.metrics_text()
+            .contains("certgate_acct_sessions_active_by_group{group=\"staff\"}"),
+        "a by-group series from a Class the server never issued"
     );
-    let (_, page) = common::http_get(s.metrics, "/sessions?user=alice%40example.org");
-    let page: Value = serde_json::from_str(&page).expect("sessions json");
+    let (_, page) = sessions(&s, "?user=alice%40example.org");
     assert_eq!(page["count"], 1, "{page}");
     assert_eq!(page["sessions"][0]["session_id"], "s-1");
     assert!(acct(
@@ -115,6 +140,60 @@ fn start_interim_stop_with_gigawords_journal_sessions_and_metrics() {
     assert!(common::metric_value(&m, "certgate_journal_batch_records_count") >= 1.0);
 }
 
+/// `certgate_acct_sessions_active_by_group` counts only groups this server
+/// issued in an Access-Accept's Class: whatever Class values a NAS sends
+/// in accounting, its labels stay bounded.
+#[tokio::test]
+async fn sessions_by_group_counts_only_groups_the_policy_issued() {
+    use certgate::pki::KeyType;
+    use certgate::supplicant::Versions;
+    use common::lab::{ALICE, Lab, authenticate};
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let journal = tempfile::tempdir().expect("tempdir");
+    let users = lab.dir.path().join("users.toml");
+    let s = TestServer::start(&format!(
+        "{}{}[accounting]\njournal_dir = {:?}\n",
+        loopback_client(""),
+        lab.config_with_authz(
+            "",
+            "",
+            &format!(
+                "[authz]\nusers = {:?}\n[[authz.rule]]\nname = \"staff\"\ngroups_any = \"staff\"\nreply = [\"Class = group={{group}}\"]\n",
+                users.display().to_string()
+            )
+        ),
+        journal.path().display().to_string()
+    ));
+    let o = authenticate(&lab.supplicant(ALICE, Versions::Tls13, false), &s).await;
+    assert!(
+        o.attributes.contains(&(25, b"group=staff".to_vec())),
+        "{o:?}"
+    );
+    for (i, class) in ["group=staff", "group=made-up-1", "group=made-up-2"]
+        .iter()
+        .enumerate()
+    {
+        let (ok, out) = radclient(
+            s.acct,
+            "acct",
+            common::SECRET,
+            &format!(
+                "Acct-Status-Type = Start\nAcct-Session-Id = \"g-{i}\"\nClass = \"{class}\"\n"
+            ),
+        );
+        assert!(ok, "{out}");
+    }
+    s.wait_metric("certgate_acct_sessions_active{client=\"lo\"}", 3.0);
+    s.wait_metric(
+        "certgate_acct_sessions_active_by_group{group=\"staff\"}",
+        1.0,
+    );
+    assert!(
+        !s.metrics_text().contains("made-up"),
+        "a NAS-made Class became a label"
+    );
+}
+
 /// RFC 2866 §5.13: Proxy-State comes back in the Accounting-Response, in
 /// order and unchanged.
 #[test]
@@ -135,6 +214,59 @@ fn accounting_response_echoes_proxy_state() {
     let first = reply.find("Proxy-State = 0x616263");
     let second = reply.find("Proxy-State = 0x78797a");
     assert!(first.is_some() && first < second, "{out}");
+}
+
+/// `/sessions` names who is on the network: it answers only with the
+/// bearer token, only to Host names it serves, and a page never holds more
+/// than its limit; pages chain through `next` to every session once.
+#[test]
+fn sessions_need_the_token_and_come_in_pages() {
+    let journal = tempfile::tempdir().expect("tempdir");
+    let s = server(journal.path());
+    for i in 0..7 {
+        assert!(acct(
+            &s,
+            &format!(
+                "Acct-Status-Type = Start\nAcct-Session-Id = \"s-{i}\"\nUser-Name = \"u{i}@example.org\"\n"
+            )
+        ));
+    }
+    s.wait_metric("certgate_acct_sessions_active{client=\"lo\"}", 7.0);
+    let host = format!("Host: {}\r\n", s.metrics);
+    for headers in [
+        host.clone(),
+        format!("{host}Authorization: Bearer wrong-token-0123456789\r\n"),
+        format!("{host}Authorization: Basic {TOKEN}\r\n"),
+    ] {
+        let (status, body) = common::http_get_with(s.metrics, "/sessions", &headers);
+        assert!(status.contains("401"), "{status} {body}");
+        assert!(!body.contains("u1@example.org"));
+    }
+    let (status, _) = common::http_get_with(
+        s.metrics,
+        "/sessions",
+        &format!("Host: rebound.evil.example\r\nAuthorization: Bearer {TOKEN}\r\n"),
+    );
+    assert!(status.contains("421"), "{status}");
+    let mut seen = Vec::new();
+    let mut query = "?limit=3".to_string();
+    loop {
+        let (status, page) = sessions(&s, &query);
+        assert!(status.contains("200"), "{status}");
+        assert!(page["count"].as_u64().expect("count") <= 3, "{page}");
+        assert_eq!(page["total"], 7);
+        for x in page["sessions"].as_array().expect("sessions") {
+            seen.push(x["session_id"].as_str().expect("id").to_string());
+        }
+        match page["next"].as_str() {
+            Some(next) => query = format!("?limit=3&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..7).map(|i| format!("s-{i}")).collect::<Vec<_>>());
+    let (status, _) = sessions(&s, "?limit=5000");
+    assert!(status.contains("400"), "{status}");
+    assert!(s.metric("certgate_http_requests_total{path=\"sessions\",status=\"401\"}") >= 3.0);
 }
 
 #[test]

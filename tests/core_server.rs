@@ -444,3 +444,56 @@ fn environment_overrides_the_file() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("metrics.listen: \"not-an-address\""), "{err}");
 }
+
+/// docker/certgate.toml as the image runs it (listeners from the image's
+/// environment, here on loopback): valid, /metrics answers Prometheus's
+/// Host name, and /sessions is not served at all.
+#[test]
+fn the_docker_configuration_keeps_sessions_off_and_serves_prometheus() {
+    use certgate::pki::{KeyType, Pki};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        repo.join("docker/certgate.toml"),
+        dir.path().join("certgate.toml"),
+    )
+    .expect("copy");
+    Pki::open(&dir.path().join("pki"))
+        .init("radius.example.org", KeyType::EcdsaP256)
+        .expect("pki");
+    let dictionary = dictionary_path().display().to_string();
+    let journal = dir.path().join("acct").display().to_string();
+    let config = dir.path().join("certgate.toml").display().to_string();
+    let s = TestServer::spawn(
+        dir,
+        &["serve".into(), "--config".into(), config],
+        &[
+            ("CERTGATE_SERVER__DICTIONARY", &dictionary),
+            ("CERTGATE_SERVER__AUTH_LISTEN", "127.0.0.1:0"),
+            ("CERTGATE_SERVER__ACCT_LISTEN", "127.0.0.1:0"),
+            ("CERTGATE_METRICS__LISTEN", "127.0.0.1:0"),
+            ("CERTGATE_ACCOUNTING__JOURNAL_DIR", &journal),
+            ("LDAP_BIND_PASSWORD", "ldap-secret"),
+        ],
+    );
+    let port = s.metrics.port();
+    let (status, _) = http_get_with(s.metrics, "/metrics", &format!("Host: certgate:{port}\r\n"));
+    assert!(status.contains("200"), "{status}");
+    let (status, _) = http_get_with(s.metrics, "/metrics", "Host: evil.example\r\n");
+    assert!(status.contains("421"), "{status}");
+    let (status, _) = http_get_with(
+        s.metrics,
+        "/sessions",
+        &format!("Host: certgate:{port}\r\nAuthorization: Bearer anything-at-all-here\r\n"),
+    );
+    assert!(status.contains("404"), "/sessions is off: {status}");
+    assert!(
+        s.logs()
+            .iter()
+            .any(|l| l["message"] == "configuration warning"
+                && l["warning"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("clear text"))),
+        "the cleartext bind is warned about"
+    );
+}

@@ -514,3 +514,90 @@ fn check_eap_answer(reply: &[u8]) {
         "broken EAP answered with {code:?}"
     );
 }
+
+/// The HTTP endpoint under a connection flood: past metrics.max_connections
+/// a connection is closed without an answer (and counted), a connection
+/// that sends nothing is closed after metrics.read_timeout, and when the
+/// process runs out of descriptors the accept loop backs off instead of
+/// spinning a core; once the flood is gone the endpoint answers again.
+#[test]
+fn the_http_endpoint_caps_connections_and_backs_off_without_descriptors() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let s = TestServer::start_with_env(
+        &loopback_client(""),
+        &[
+            ("CERTGATE_METRICS__MAX_CONNECTIONS", "4"),
+            ("CERTGATE_METRICS__READ_TIMEOUT", "2s"),
+        ],
+    );
+    let connect = || {
+        let c = TcpStream::connect(s.metrics).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        c
+    };
+    // Closed by the server: EOF or a reset, and no HTTP answer.
+    let closed_without_answer = |c: &mut TcpStream| {
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        !got.starts_with(b"HTTP/")
+    };
+    let idle: Vec<TcpStream> = (0..4).map(|_| connect()).collect();
+    let mut fifth = connect();
+    write!(
+        fifth,
+        "GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n",
+        s.metrics
+    )
+    .expect("send");
+    assert!(
+        closed_without_answer(&mut fifth),
+        "a connection past the cap was served"
+    );
+    for mut c in idle {
+        assert!(
+            closed_without_answer(&mut c),
+            "an idle connection outlived the read timeout"
+        );
+    }
+    assert_eq!(s.metric("certgate_http_connections_refused_total"), 1.0);
+
+    // Out of descriptors: room for two connections, fewer than the cap
+    // (past the cap a connection is accepted and closed at once, which
+    // would give its descriptor back).
+    let open: Vec<usize> = std::fs::read_dir(format!("/proc/{}/fd", s.pid()))
+        .expect("fd list")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let lowest_free = (0..).find(|n| !open.contains(n)).unwrap_or(0);
+    let limit = lowest_free + 2;
+    let ok = std::process::Command::new("prlimit")
+        .args([
+            &format!("--pid={}", s.pid()),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .expect("prlimit (util-linux)")
+        .success();
+    assert!(ok, "prlimit failed");
+    let flood: Vec<TcpStream> = (0..6).map(|_| connect()).collect();
+    s.wait_log(
+        |l| l["message"] == "metrics endpoint: accept failed",
+        Duration::from_secs(5),
+    )
+    .expect("the accept failure is logged");
+    let cpu_before = certgate::bench::cpu_seconds(s.pid()).expect("cpu");
+    // The accepted connections end at the read timeout (2 s), which frees
+    // descriptors for the others, which end 2 s later.
+    for mut c in flood {
+        closed_without_answer(&mut c);
+    }
+    let cpu = certgate::bench::cpu_seconds(s.pid()).expect("cpu") - cpu_before;
+    assert!(
+        cpu < 0.5,
+        "{cpu:.2} s of CPU while out of descriptors: the accept loop spins"
+    );
+    let (status, _) = common::http_get(s.metrics, "/metrics");
+    assert!(status.contains("200"), "{status}");
+}

@@ -17,6 +17,8 @@ use common::load::{Load, within};
 use common::slapd::{BIND_DN, BIND_PASSWORD, Slapd};
 use common::{TestServer, loopback_client};
 
+/// Only in a group named `employees` outside ou=groups.
+const DAVE: &str = "dave@example.org";
 /// An identity made of LDAP filter metacharacters.
 const INJECTION: &str = "*)(uid=*";
 /// Two LDAP entries carry this mail address.
@@ -45,6 +47,7 @@ fn authz(url: &str, groups: &str, extra: &str) -> String {
     format!(
         "[authz]\ndirectory = \"ldap\"\ntimeout = \"2s\"\n{extra}\n\
          [authz.ldap]\nurls = [{:?}]\nbind_dn = {BIND_DN:?}\nbind_password = {BIND_PASSWORD:?}\n\
+         allow_cleartext = true\n\
          base = \"dc=example,dc=org\"\n\
          user_filter = \"(&(objectClass=inetOrgPerson)(|(mail={{identity}})(uid={{identity}})))\"\n\
          {groups}\n\
@@ -67,7 +70,7 @@ fn server(lab: &Lab, authz: &str) -> TestServer {
 
 fn lab() -> Lab {
     let lab = Lab::new(KeyType::EcdsaP256);
-    for name in [INJECTION, TWIN] {
+    for name in [INJECTION, TWIN, DAVE] {
         lab.pki
             .issue_client(name, &ClientOptions::default())
             .expect("extra client");
@@ -164,6 +167,93 @@ async fn ldap_groups_nested_groups_and_attributes_decide_the_reply() {
         );
         assert!(s.metric(&searches) >= 5.0, "{searches}");
     }
+}
+
+/// memberOf names groups anywhere in the directory: a delegated OU admin
+/// can make a group called `employees` and join it. With
+/// `groups_under_base`, only groups under group_base count; a rule on the
+/// group's DN pattern is the other way to be exact.
+#[tokio::test]
+async fn member_of_groups_outside_group_base_can_be_ignored() {
+    let slapd = Slapd::start();
+    let lab = lab();
+    let scope = "groups_under_base = true\ngroup_base = \"ou=groups,dc=example,dc=org\"";
+    for (extra, dave_gets_in) in [("", true), (scope, false)] {
+        let s = server(
+            &lab,
+            &authz(&slapd.url(), &format!("{BY_MEMBER_OF}\n{extra}"), ""),
+        );
+        let o = authenticate(&supplicant(&lab, DAVE), &s).await;
+        assert_eq!(
+            o.code == Code::AccessAccept,
+            dave_gets_in,
+            "{extra:?}: {o:?}"
+        );
+        // alice's groups are under ou=groups: unaffected.
+        let o = authenticate(&supplicant(&lab, ALICE), &s).await;
+        assert_eq!(o.code, Code::AccessAccept, "{extra:?}");
+    }
+    // A rule on the DN pattern tells the two `employees` groups apart
+    // without any scoping.
+    let by_dn = authz(&slapd.url(), BY_MEMBER_OF, "").replace(
+        "groups_any = \"employees\"",
+        "groups_any = \"cn=employees,ou=groups,dc=example,dc=org\"",
+    );
+    let s = server(&lab, &by_dn);
+    let o = authenticate(&supplicant(&lab, DAVE), &s).await;
+    assert_eq!(o.code, Code::AccessReject);
+    let o = authenticate(&supplicant(&lab, ALICE), &s).await;
+    assert_eq!(o.code, Code::AccessAccept);
+}
+
+/// A bind password over ldap:// without StartTLS is a configuration error
+/// unless allow_cleartext = true, and then a warning at every start.
+#[test]
+fn a_cleartext_bind_needs_allow_cleartext_and_is_warned_about() {
+    let lab = lab();
+    let with = authz("ldap://127.0.0.1:389", BY_SEARCH, "");
+    let without = with.replace("allow_cleartext = true\n", "");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.toml");
+    let text = |authz: &str| {
+        common::config_text(&format!(
+            "{}{}",
+            loopback_client(""),
+            lab.config_with_authz("", "", authz)
+        ))
+    };
+    std::fs::write(&path, text(&without)).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_certgate"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("check-config");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("authz.ldap.urls[0]: \"ldap://127.0.0.1:389\" without starttls would send the bind password in clear text"),
+        "{err}"
+    );
+    std::fs::write(&path, text(&with)).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_certgate"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("check-config");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("warning: authz.ldap.urls[0]"), "{said}");
+    let s = server(&lab, &with);
+    s.wait_log(
+        |l| {
+            l["message"] == "configuration warning"
+                && l["warning"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("clear text"))
+        },
+        Duration::from_secs(5),
+    )
+    .expect("a warning at start");
 }
 
 #[test]

@@ -11,8 +11,9 @@
 //! need be): nothing acknowledged is ever lost, nothing unacknowledged is
 //! reported stored.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -62,6 +63,49 @@ pub struct JournalConfig {
     pub dir: PathBuf,
     pub rotate_bytes: u64,
     pub rotate_interval: Duration,
+    /// Records name users, stations and addresses: files are 0600 and the
+    /// directory 0700, or with a group (a reporting tool's), 0640 and 0750
+    /// and owned by it.
+    pub group: Option<u32>,
+}
+
+impl JournalConfig {
+    fn file_mode(&self) -> u32 {
+        if self.group.is_some() { 0o640 } else { 0o600 }
+    }
+
+    fn dir_mode(&self) -> u32 {
+        if self.group.is_some() { 0o750 } else { 0o700 }
+    }
+}
+
+/// Creates `dir` and any missing parents with `mode`, then syncs the
+/// directory holding each one created, so the new entries survive a crash
+/// like the files in them. Returns the directories synced.
+pub fn create_durable_dir(dir: &Path, mode: u32) -> std::io::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if d.as_os_str().is_empty() || d.exists() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        at = d.parent();
+    }
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    DirBuilder::new().recursive(true).mode(mode).create(dir)?;
+    let mut synced = Vec::new();
+    for created in missing.iter().rev() {
+        let parent = match created.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        File::open(&parent).and_then(|d| d.sync_all())?;
+        synced.push(parent);
+    }
+    Ok(synced)
 }
 
 struct Entry {
@@ -217,7 +261,14 @@ impl Writer {
 
     fn open_new(&mut self) -> Result<Open, JournalError> {
         let dir = &self.config.dir;
-        std::fs::create_dir_all(dir).map_err(|e| JournalError::io(&e, "create directory"))?;
+        let created = create_durable_dir(dir, self.config.dir_mode())
+            .map_err(|e| JournalError::io(&e, "create directory"))?;
+        if !created.is_empty()
+            && let Some(gid) = self.config.group
+        {
+            std::os::unix::fs::chown(dir, None, Some(gid))
+                .map_err(|e| JournalError::io(&e, "set the directory's group"))?;
+        }
         let now = time::OffsetDateTime::now_utc();
         loop {
             self.seq += 1;
@@ -232,8 +283,17 @@ impl Writer {
                 self.seq
             );
             let path = dir.join(name);
-            match OpenOptions::new().append(true).create_new(true).open(&path) {
+            let opened = OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .mode(self.config.file_mode())
+                .open(&path);
+            match opened {
                 Ok(file) => {
+                    if let Some(gid) = self.config.group {
+                        std::os::unix::fs::chown(&path, None, Some(gid))
+                            .map_err(|e| JournalError::io(&e, "set the file's group"))?;
+                    }
                     // The new directory entry must survive a crash too.
                     File::open(dir)
                         .and_then(|d| d.sync_all())
@@ -316,6 +376,51 @@ pub fn repair(dir: &Path) -> Result<u64, JournalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn writer(dir: &Path, group: Option<u32>) -> Writer {
+        let metrics = crate::metrics::Metrics::new().expect("metrics");
+        Writer::new(
+            JournalConfig {
+                dir: dir.to_path_buf(),
+                rotate_bytes: 1 << 20,
+                rotate_interval: Duration::from_secs(3600),
+                group,
+            },
+            metrics.accounting.clone(),
+        )
+    }
+
+    /// Records name users and stations: the files and their directory are
+    /// private to the server's user, or shared with one configured group.
+    #[test]
+    fn journal_files_are_private_or_group_readable() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mine = std::fs::metadata(root.path()).expect("meta").gid();
+        for (group, file_mode, dir_mode) in [(None, 0o600, 0o700), (Some(mine), 0o640, 0o750)] {
+            let dir = root.path().join(format!("j-{file_mode:o}")).join("acct");
+            let mut w = writer(&dir, group);
+            w.write(b"{\"a\":1}\n").expect("write");
+            let file = files(&dir).pop().expect("a journal file");
+            let meta = std::fs::metadata(&file).expect("meta");
+            assert_eq!(meta.permissions().mode() & 0o777, file_mode, "{group:?}");
+            assert_eq!(meta.gid(), mine);
+            let dmeta = std::fs::metadata(&dir).expect("meta");
+            assert_eq!(dmeta.permissions().mode() & 0o777, dir_mode, "{group:?}");
+        }
+    }
+
+    /// A new journal directory's entry is synced into its parent, and so
+    /// is each missing parent's.
+    #[test]
+    fn a_created_directory_is_synced_into_its_parent() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("a").join("b");
+        let synced = create_durable_dir(&dir, 0o700).expect("create");
+        assert_eq!(synced, [root.path().to_path_buf(), root.path().join("a")]);
+        assert!(dir.is_dir());
+        assert!(create_durable_dir(&dir, 0o700).expect("exists").is_empty());
+    }
 
     #[test]
     fn repair_cuts_torn_and_garbage_tails_only() {

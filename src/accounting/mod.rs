@@ -17,7 +17,7 @@ pub mod journal;
 pub mod record;
 pub mod sessions;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +28,7 @@ use crate::radius::Packet;
 pub use journal::{Journal, JournalConfig, JournalError};
 use record::{Record, Status};
 use sessions::{Change, Sessions};
+pub use sessions::{Query, cursor, parse_cursor};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccountingConfig {
@@ -37,9 +38,17 @@ pub struct AccountingConfig {
     pub max_sessions: usize,
 }
 
+/// Most group names `certgate_acct_sessions_active_by_group` shows.
+pub const MAX_GROUP_LABELS: usize = 256;
+
 pub struct Accounting {
     journal: Journal,
     sessions: Mutex<Sessions>,
+    /// Group names this server put in a Class `group=NAME` of an
+    /// Access-Accept since it started (at most `MAX_GROUP_LABELS`): the
+    /// only ones the by-group gauge shows. A NAS can send any Class in
+    /// accounting; labels must not grow with what it sends.
+    issued: Mutex<HashSet<String>>,
     /// Content fingerprint → Unix seconds it was stored.
     recent: Mutex<HashMap<u64, i64>>,
     config: AccountingConfig,
@@ -98,6 +107,7 @@ impl Accounting {
         let accounting = Accounting {
             journal: Journal::start(config.journal.clone(), metrics.clone()),
             sessions: Mutex::new(sessions),
+            issued: Mutex::new(HashSet::new()),
             recent: Mutex::new(HashMap::new()),
             config,
             metrics,
@@ -173,7 +183,9 @@ impl Accounting {
             Change::Cleared(_) => self.publish_counts(),
             Change::Started | Change::Stopped { .. } => {
                 m.sessions_active.with_label_values(&c).set(client_count);
-                if let Some((g, n)) = group_count {
+                if let Some((g, n)) = group_count
+                    && lock(&self.issued).contains(g)
+                {
                     m.sessions_by_group.with_label_values(&[g]).set(n);
                 }
             }
@@ -197,26 +209,46 @@ impl Accounting {
     fn publish_counts(&self) {
         let sessions = lock(&self.sessions);
         let (by_client, by_group) = sessions.counts();
+        let issued = lock(&self.issued);
+        let by_group: HashMap<String, i64> = by_group
+            .iter()
+            .filter(|(g, _)| issued.contains(*g))
+            .map(|(g, n)| (g.clone(), *n))
+            .collect();
+        drop(issued);
         let m = &self.metrics;
         set_all(&m.sessions_active, by_client);
-        set_all(&m.sessions_by_group, by_group);
+        set_all(&m.sessions_by_group, &by_group);
     }
 
-    /// The `/sessions` page: live sessions as JSON, filtered by the query
-    /// string's `user` and `nas`.
-    pub fn sessions_json(&self, query: &str) -> String {
-        let mut user = None;
-        let mut nas = None;
-        for pair in query.split('&') {
-            match pair.split_once('=') {
-                Some(("user", v)) => user = Some(percent_decode(v)),
-                Some(("nas", v)) => nas = Some(percent_decode(v)),
-                _ => {}
-            }
+    /// Notes the group of a Class `group=NAME` this server sent in an
+    /// Access-Accept, so live sessions carrying it are counted by group.
+    pub fn issued_class(&self, class: &[u8]) {
+        let Some(name) = class
+            .strip_prefix(b"group=")
+            .and_then(|g| std::str::from_utf8(g).ok())
+        else {
+            return;
+        };
+        let mut issued = lock(&self.issued);
+        if issued.len() < MAX_GROUP_LABELS && !issued.contains(name) {
+            issued.insert(name.to_string());
         }
-        let sessions = lock(&self.sessions);
-        let list = sessions.query(user.as_deref(), nas.as_deref());
-        serde_json::json!({ "count": list.len(), "sessions": list }).to_string()
+    }
+
+    /// One page of live sessions as JSON: `sessions`, `next` (the cursor
+    /// for the following page, or null) and `total` live sessions. The
+    /// sessions lock is held only while at most `limit` sessions are
+    /// copied out.
+    pub fn sessions_json(&self, query: &Query) -> String {
+        let page = lock(&self.sessions).page(query);
+        serde_json::json!({
+            "count": page.sessions.len(),
+            "total": page.total,
+            "next": page.next.map(|(client, id)| sessions::cursor(&client, &id)),
+            "sessions": page.sessions,
+        })
+        .to_string()
     }
 }
 
@@ -236,43 +268,5 @@ fn set_all(gauges: &prometheus::IntGaugeVec, counts: &HashMap<String, i64>) {
     }
     for (label, n) in counts {
         gauges.with_label_values(&[label]).set(*n);
-    }
-}
-
-/// `%XX` and `+` decoding for query values.
-fn percent_decode(s: &str) -> String {
-    let hexval = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let decoded = match (b[i], b.get(i + 1), b.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) => hexval(h).zip(hexval(l)).map(|(h, l)| h << 4 | l),
-            _ => None,
-        };
-        match (decoded, b[i]) {
-            (Some(v), _) => {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-            (None, b'+') => out.push(b' '),
-            (None, c) => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(
-            super::percent_decode("alice%40example.org"),
-            "alice@example.org"
-        );
-        assert_eq!(super::percent_decode("a+b%2"), "a b%2");
-        assert_eq!(super::percent_decode("%zz%é"), "%zz%é");
     }
 }

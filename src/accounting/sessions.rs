@@ -6,7 +6,8 @@
 //! Sans-I/O: records and times in, changes and counter deltas out, so the
 //! same code serves live traffic and the replay of the journal on start.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
 use serde::Serialize;
 
@@ -57,9 +58,52 @@ pub enum Change {
     Ignored,
 }
 
+/// Which sessions a page of `/sessions` lists.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Query {
+    pub user: Option<String>,
+    /// A NAS client name.
+    pub nas: Option<String>,
+    /// At most this many sessions.
+    pub limit: usize,
+    /// Only sessions after this key (client, Acct-Session-Id), in key order.
+    pub after: Option<(String, String)>,
+}
+
+/// A page cursor for the key (client, Acct-Session-Id): hex of the two
+/// joined by a NUL octet, so any session id travels in a URL unharmed.
+pub fn cursor(client: &str, session_id: &str) -> String {
+    let mut raw = Vec::with_capacity(client.len() + 1 + session_id.len());
+    raw.extend_from_slice(client.as_bytes());
+    raw.push(0);
+    raw.extend_from_slice(session_id.as_bytes());
+    crate::hex::encode(&raw)
+}
+
+/// The key a `cursor` names; None for anything `cursor` did not make.
+pub fn parse_cursor(text: &str) -> Option<(String, String)> {
+    let raw = crate::hex::decode(text)?;
+    let split = raw.iter().position(|&b| b == 0)?;
+    let client = String::from_utf8(raw[..split].to_vec()).ok()?;
+    let id = String::from_utf8(raw[split + 1..].to_vec()).ok()?;
+    Some((client, id))
+}
+
+/// One page of sessions, copied out of the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub sessions: Vec<Session>,
+    /// The key to ask for the next page with; None on the last page.
+    pub next: Option<(String, String)>,
+    /// Live sessions in all (not only those the query matches).
+    pub total: usize,
+}
+
 #[derive(Debug, Default)]
 pub struct Sessions {
-    map: HashMap<(String, String), Session>,
+    /// Ordered by key, so pages are stable and a NAS's sessions are one
+    /// range.
+    map: BTreeMap<(String, String), Session>,
     max: usize,
     /// Live sessions per client and per group, kept as sessions come and
     /// go so the gauges never need a scan of the whole table.
@@ -97,7 +141,7 @@ fn delta(new: Option<u64>, old: u64) -> u64 {
 impl Sessions {
     pub fn new(max: usize) -> Self {
         Sessions {
-            map: HashMap::new(),
+            map: BTreeMap::new(),
             max,
             by_client: HashMap::new(),
             by_group: HashMap::new(),
@@ -120,8 +164,9 @@ impl Sessions {
         if matches!(status, Status::AccountingOn | Status::AccountingOff) {
             let keys: Vec<(String, String)> = self
                 .map
-                .keys()
-                .filter(|(client, _)| client == &r.client)
+                .range((r.client.clone(), String::new())..)
+                .map(|(k, _)| k)
+                .take_while(|(client, _)| client == &r.client)
                 .cloned()
                 .collect();
             for k in &keys {
@@ -241,16 +286,39 @@ impl Sessions {
         keys.iter().filter_map(|k| self.remove(k)).collect()
     }
 
-    /// Sessions by user and/or NAS client name.
-    pub fn query(&self, user: Option<&str>, nas: Option<&str>) -> Vec<&Session> {
-        let mut v: Vec<&Session> = self
+    /// One page of the sessions a query matches, in key order. Copies at
+    /// most `limit` sessions; a NAS filter reads only that NAS's range.
+    pub fn page(&self, q: &Query) -> Page {
+        let start = match (&q.after, &q.nas) {
+            (Some(after), _) => Bound::Excluded(after.clone()),
+            (None, Some(nas)) => Bound::Included((nas.clone(), String::new())),
+            (None, None) => Bound::Unbounded,
+        };
+        let mut matching = self
             .map
-            .values()
-            .filter(|s| user.is_none_or(|u| s.user.as_deref() == Some(u)))
-            .filter(|s| nas.is_none_or(|n| s.client == n))
+            .range((start, Bound::Unbounded))
+            .take_while(|((client, _), _)| q.nas.as_ref().is_none_or(|n| client <= n))
+            .filter(|((client, _), s)| {
+                q.nas.as_ref().is_none_or(|n| client == n)
+                    && q.user.as_ref().is_none_or(|u| s.user.as_ref() == Some(u))
+            });
+        let sessions: Vec<Session> = matching
+            .by_ref()
+            .take(q.limit)
+            .map(|(_, s)| s.clone())
             .collect();
-        v.sort_by(|a, b| (&a.client, &a.session_id).cmp(&(&b.client, &b.session_id)));
-        v
+        let more = matching.next().is_some();
+        Page {
+            next: more
+                .then(|| {
+                    sessions
+                        .last()
+                        .map(|s| (s.client.clone(), s.session_id.clone()))
+                })
+                .flatten(),
+            sessions,
+            total: self.map.len(),
+        }
     }
 
     /// Active sessions by NAS client and by group (small maps: one entry
@@ -319,11 +387,89 @@ mod tests {
         s.apply(&rec("other", Status::Start, "3", 300, None));
         let (c, _) = s.apply(&rec("nas", Status::AccountingOn, "x", 310, None));
         assert_eq!(c, Change::Cleared(1));
-        assert_eq!(s.query(None, Some("other")).len(), 1);
+        let other = Query {
+            nas: Some("other".into()),
+            limit: 10,
+            ..Query::default()
+        };
+        assert_eq!(s.page(&other).sessions.len(), 1);
         assert_eq!(s.client_count("nas"), 0);
         assert_eq!(s.group_count("staff"), 1);
         assert_eq!(s.expire(400, 60).len(), 1);
         assert!(s.is_empty());
         assert!(s.counts().0.is_empty() && s.counts().1.is_empty());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_junk() {
+        let c = cursor("ap-1", "id with spaces & =");
+        assert!(c.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(
+            parse_cursor(&c),
+            Some(("ap-1".into(), "id with spaces & =".into()))
+        );
+        assert_eq!(parse_cursor("zz"), None);
+        assert_eq!(parse_cursor("6162"), None, "no separator");
+    }
+
+    /// Pages never copy more than asked, follow key order, and chain by
+    /// their `next` key to every matching session exactly once.
+    #[test]
+    fn pages_are_bounded_ordered_and_complete() {
+        let mut s = Sessions::new(1000);
+        for nas in ["a", "b", "c"] {
+            for i in 0..25 {
+                let mut r = rec(nas, Status::Start, &format!("{i:03}"), 100, None);
+                if i % 5 == 0 {
+                    r.user = Some("bob".into());
+                }
+                s.apply(&r);
+            }
+        }
+        let walk = |q: Query| {
+            let mut q = q;
+            let mut seen = Vec::new();
+            loop {
+                let page = s.page(&q);
+                assert!(page.sessions.len() <= q.limit);
+                assert_eq!(page.total, 75);
+                seen.extend(
+                    page.sessions
+                        .iter()
+                        .map(|x| (x.client.clone(), x.session_id.clone())),
+                );
+                match page.next {
+                    Some(next) => q.after = Some(next),
+                    None => return seen,
+                }
+            }
+        };
+        let all = walk(Query {
+            limit: 10,
+            ..Query::default()
+        });
+        assert_eq!(all.len(), 75);
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "key order, no repeats");
+        let b = walk(Query {
+            nas: Some("b".into()),
+            limit: 7,
+            ..Query::default()
+        });
+        assert_eq!(b.len(), 25);
+        assert!(b.iter().all(|(c, _)| c == "b"));
+        let bob = walk(Query {
+            user: Some("bob".into()),
+            limit: 4,
+            ..Query::default()
+        });
+        assert_eq!(bob.len(), 15);
+        let one = s.page(&Query {
+            nas: Some("c".into()),
+            user: Some("bob".into()),
+            limit: 100,
+            ..Query::default()
+        });
+        assert_eq!(one.sessions.len(), 5);
+        assert_eq!(one.next, None);
     }
 }

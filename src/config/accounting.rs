@@ -19,6 +19,7 @@ pub(super) struct RawAccounting {
     session_timeout: String,
     duplicate_window: String,
     max_sessions: u64,
+    file_group: String,
 }
 
 impl Default for RawAccounting {
@@ -30,6 +31,7 @@ impl Default for RawAccounting {
             session_timeout: "2h".into(),
             duplicate_window: "5m".into(),
             max_sessions: 1_000_000,
+            file_group: String::new(),
         }
     }
 }
@@ -51,14 +53,59 @@ pub(super) fn validate(
     if raw.max_sessions == 0 {
         p.add("accounting.max_sessions", "must be at least 1");
     }
+    let group = if raw.file_group.is_empty() {
+        None
+    } else {
+        let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+        let gid = group_id(&groups, &raw.file_group);
+        if gid.is_none() {
+            p.add(
+                "accounting.file_group",
+                format!(
+                    "{:?} is neither a group in /etc/group nor a number",
+                    raw.file_group
+                ),
+            );
+        }
+        gid
+    };
     Some(AccountingConfig {
         journal: JournalConfig {
             dir: resolve(base, &raw.journal_dir),
             rotate_bytes: raw.rotate_size,
             rotate_interval: parse_duration(p, "accounting.rotate_interval", &raw.rotate_interval),
+            group,
         },
         session_timeout: parse_duration(p, "accounting.session_timeout", &raw.session_timeout),
         duplicate_window: parse_duration(p, "accounting.duplicate_window", &raw.duplicate_window),
         max_sessions: usize::try_from(raw.max_sessions).unwrap_or(usize::MAX),
     })
+}
+
+/// The id of a group given by name (looked up in `/etc/group`'s text) or
+/// as a number. Read by hand: std has no group database, and a crate for
+/// one line of a colon-separated file would be more than the job.
+fn group_id(etc_group: &str, group: &str) -> Option<u32> {
+    if let Ok(gid) = group.parse() {
+        return Some(gid);
+    }
+    etc_group.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let gid = fields.nth(1)?;
+        (name == group).then(|| gid.parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn groups_by_name_or_number() {
+        let etc = "root:x:0:\nadm:x:4:syslog,alice\nbroken\nreports:x:1002:\n";
+        assert_eq!(super::group_id(etc, "adm"), Some(4));
+        assert_eq!(super::group_id(etc, "reports"), Some(1002));
+        assert_eq!(super::group_id(etc, "1234"), Some(1234));
+        assert_eq!(super::group_id(etc, "nobody-here"), None);
+        assert_eq!(super::group_id(etc, "broken"), None);
+    }
 }

@@ -63,6 +63,7 @@ impl Default for RawAuthz {
 struct RawLdap {
     urls: Vec<String>,
     starttls: bool,
+    allow_cleartext: bool,
     ca: String,
     bind_dn: String,
     bind_password: Option<String>,
@@ -73,6 +74,7 @@ struct RawLdap {
     groups: String,
     member_attribute: String,
     group_base: String,
+    groups_under_base: bool,
     group_filter: String,
     group_name_attribute: String,
     nested: String,
@@ -90,6 +92,7 @@ impl Default for RawLdap {
         RawLdap {
             urls: Vec::new(),
             starttls: false,
+            allow_cleartext: false,
             ca: String::new(),
             bind_dn: String::new(),
             bind_password: None,
@@ -100,6 +103,7 @@ impl Default for RawLdap {
             groups: "search".into(),
             member_attribute: "memberOf".into(),
             group_base: String::new(),
+            groups_under_base: false,
             group_filter: String::new(),
             group_name_attribute: "cn".into(),
             nested: "none".into(),
@@ -187,7 +191,7 @@ pub(super) fn validate(
         Err(problems) => {
             for problem in problems {
                 // Already "authz.rule[i] (name).key: problem".
-                p.0.push(problem);
+                p.errors.push(problem);
             }
             None
         }
@@ -390,6 +394,28 @@ fn ldap(p: &mut Problems, base: &Path, l: &RawLdap, overall: Duration) -> Option
             ),
         )
     };
+    // A bind password over ldap:// without StartTLS crosses the network in
+    // clear text: an error unless the operator says so explicitly (then a
+    // warning at every start).
+    let has_password = bind_password.as_deref().is_some_and(|p| !p.is_empty());
+    for (i, u) in l.urls.iter().enumerate() {
+        let plain = u.split_once("://").is_some_and(|(s, _)| s == "ldap");
+        if plain && !l.starttls && has_password {
+            if l.allow_cleartext {
+                p.warn(format!(
+                    "authz.ldap.urls[{i}]: {u:?} without starttls sends the bind password in clear text (allow_cleartext = true)"
+                ));
+            } else {
+                p.add(
+                    &format!("authz.ldap.urls[{i}]"),
+                    format!(
+                        "{u:?} without starttls would send the bind password in clear text: \
+                         use ldaps://, set starttls = true, or set allow_cleartext = true"
+                    ),
+                );
+            }
+        }
+    }
     let tls_config = if l.ca.is_empty() {
         None
     } else {
@@ -419,6 +445,11 @@ fn ldap(p: &mut Problems, base: &Path, l: &RawLdap, overall: Duration) -> Option
     if !l.ca.is_empty() && tls_config.is_none() {
         return None;
     }
+    let group_base = if l.group_base.is_empty() {
+        &l.base
+    } else {
+        &l.group_base
+    };
     Some(LdapSettings {
         urls: l.urls.clone(),
         starttls: l.starttls,
@@ -428,6 +459,7 @@ fn ldap(p: &mut Problems, base: &Path, l: &RawLdap, overall: Duration) -> Option
         base: l.base.clone(),
         user_filter: user_filter?,
         groups: groups?,
+        group_scope: l.groups_under_base.then(|| group_base.clone()),
         group_name_attribute: l.group_name_attribute.clone(),
         nesting,
         disabled_filter,

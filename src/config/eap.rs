@@ -43,7 +43,7 @@ impl Default for RawEap {
     fn default() -> Self {
         RawEap {
             fragment_size: 1000,
-            max_message: 65536,
+            max_message: 32768,
             idle_timeout: "30s".into(),
             max_conversations: 100_000,
             max_conversations_per_nas: None,
@@ -291,6 +291,13 @@ pub(super) fn validate(
         }
     }
     let crl_files: Vec<PathBuf> = tls.crls.iter().map(|f| resolve(base, f)).collect();
+    if crl_files.is_empty() {
+        p.warn(
+            "tls.crls: none configured: revocation of client certificates is NOT checked \
+             (a revoked certificate is accepted)"
+                .into(),
+        );
+    }
     let crls = load_crls(&crl_files).map_err(|e| p.add("tls.crls", e)).ok();
 
     let authz = authz::validate(p, base, dict, authz);

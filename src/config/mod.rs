@@ -17,6 +17,7 @@ use thiserror::Error;
 
 use crate::dictionary::Dictionary;
 use crate::radius::crypto::Secret;
+use crate::server::http::{BearerToken, HttpSettings};
 
 mod accounting;
 mod authz;
@@ -90,12 +91,24 @@ impl Default for RawServer {
 #[serde(deny_unknown_fields, default)]
 struct RawMetrics {
     listen: String,
+    sessions: bool,
+    token_file: Option<String>,
+    token_env: Option<String>,
+    hosts: Vec<String>,
+    max_connections: u64,
+    read_timeout: String,
 }
 
 impl Default for RawMetrics {
     fn default() -> Self {
         RawMetrics {
             listen: "127.0.0.1:9812".into(),
+            sessions: false,
+            token_file: None,
+            token_env: None,
+            hosts: Vec::new(),
+            max_connections: 64,
+            read_timeout: "5s".into(),
         }
     }
 }
@@ -151,6 +164,9 @@ pub struct Config {
     pub eap: Option<Arc<EapConfig>>,
     /// Accounting; None when `[accounting]` names no journal directory.
     pub accounting: Option<crate::accounting::AccountingConfig>,
+    /// Valid but weaker than it looks ("key: what"): logged at every start
+    /// and reload, printed by check-config.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +185,7 @@ pub struct ServerConfig {
 pub struct MetricsConfig {
     /// None when the endpoint is switched off (`listen = ""`).
     pub listen: Option<SocketAddr>,
+    pub http: HttpSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,12 +209,22 @@ pub struct ClientConfig {
     pub limit_proxy_state: bool,
 }
 
-/// Collects problems so one run reports all of them.
-struct Problems(Vec<String>);
+/// Collects problems so one run reports all of them, and warnings: a
+/// configuration that is valid but weaker than it looks.
+#[derive(Default)]
+struct Problems {
+    errors: Vec<String>,
+    warnings: Vec<String>,
+}
 
 impl Problems {
     fn add(&mut self, key: &str, problem: impl std::fmt::Display) {
-        self.0.push(format!("{key}: {problem}"));
+        self.errors.push(format!("{key}: {problem}"));
+    }
+
+    /// A warning, already "key: what".
+    fn warn(&mut self, warning: String) {
+        self.warnings.push(warning);
     }
 }
 
@@ -294,6 +321,71 @@ fn read_secret(
     }
 }
 
+/// The HTTP endpoint's settings. `/sessions` lists who is on the network:
+/// it is served only when asked for, and then only behind a bearer token
+/// read from a file or the environment (never inline, where it would sit
+/// in a file that is often world-readable).
+fn http_settings(p: &mut Problems, base: &Path, m: &RawMetrics) -> HttpSettings {
+    let token = match (m.sessions, &m.token_file, &m.token_env) {
+        (false, None, None) => None,
+        (false, _, _) => {
+            p.add(
+                "metrics.token_file",
+                "a token is given, but metrics.sessions is false",
+            );
+            None
+        }
+        (true, None, None) => {
+            p.add(
+                "metrics.sessions",
+                "needs a bearer token: give metrics.token_file or metrics.token_env",
+            );
+            None
+        }
+        (true, file, env) => read_secret(p, base, "metrics.token", (&None, file, env)),
+    };
+    if let Some(t) = &token
+        && t.len() < 16
+    {
+        p.add(
+            "metrics.token",
+            format!(
+                "is {} characters; use at least 16 (e.g. `openssl rand -hex 16`)",
+                t.len()
+            ),
+        );
+    }
+    let mut hosts = Vec::new();
+    for (i, h) in m.hosts.iter().enumerate() {
+        let valid = !h.is_empty()
+            && h.len() <= 253
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if valid {
+            hosts.push(h.to_ascii_lowercase());
+        } else {
+            p.add(
+                &format!("metrics.hosts[{i}]"),
+                format!("{h:?} is not a host name (no port, no scheme)"),
+            );
+        }
+    }
+    if !(1..=10_000).contains(&m.max_connections) {
+        p.add(
+            "metrics.max_connections",
+            format!("{} is not 1..10000", m.max_connections),
+        );
+    }
+    HttpSettings {
+        sessions_token: token.as_deref().map(BearerToken::new),
+        hosts,
+        max_connections: usize::try_from(m.max_connections)
+            .unwrap_or(64)
+            .clamp(1, 10_000),
+        read_timeout: parse_duration(p, "metrics.read_timeout", &m.read_timeout),
+    }
+}
+
 fn resolve(base: &Path, path: &str) -> PathBuf {
     let p = Path::new(path);
     if p.is_absolute() {
@@ -363,16 +455,16 @@ impl Config {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| read_err(e.to_string()))?;
-        let mut p = Problems(Vec::new());
+        let mut p = Problems::default();
         plain_keys(
             &mut p,
             &text,
             std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()),
         );
-        if !p.0.is_empty() {
+        if !p.errors.is_empty() {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
-                problems: p.0,
+                problems: p.errors,
             });
         }
         let env = config::Environment::with_prefix("CERTGATE")
@@ -401,7 +493,7 @@ impl Config {
     }
 
     fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError> {
-        let mut p = Problems(Vec::new());
+        let mut p = Problems::default();
         let s = &raw.server;
         let auth_listen = parse_listen(&mut p, "server.auth_listen", &s.auth_listen);
         let acct_listen = parse_listen(&mut p, "server.acct_listen", &s.acct_listen);
@@ -450,6 +542,7 @@ impl Config {
                 }
             }
         };
+        let http = http_settings(&mut p, base, &raw.metrics);
         let format = match raw.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -546,7 +639,7 @@ impl Config {
 
         let accounting = accounting::validate(&mut p, base, &raw.accounting);
 
-        match (p.0.is_empty(), dictionary) {
+        match (p.errors.is_empty(), dictionary) {
             (true, Some(dictionary)) => Ok(Config {
                 path: path.to_path_buf(),
                 overrides: Vec::new(),
@@ -563,6 +656,7 @@ impl Config {
                 },
                 metrics: MetricsConfig {
                     listen: metrics_listen,
+                    http,
                 },
                 log: LogConfig {
                     format,
@@ -572,10 +666,11 @@ impl Config {
                 dictionary: Arc::new(dictionary),
                 eap: eap.map(Arc::new),
                 accounting,
+                warnings: p.warnings,
             }),
             _ => Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
-                problems: p.0,
+                problems: p.errors,
             }),
         }
     }
@@ -640,11 +735,11 @@ mod tests {
         }
         // The environment feeds the same path parser; checked on given
         // names, since setting real variables would reach every test.
-        let mut p = Problems(Vec::new());
+        let mut p = Problems::default();
         let names = ["CERTGATE_LOG__LEVEL", "CERTGATE_A[2000000000]", "HOME[1]"];
         plain_keys(&mut p, "", names.into_iter().map(String::from));
         assert_eq!(
-            p.0,
+            p.errors,
             vec!["CERTGATE_A[2000000000]: '.', '[' and ']' cannot be part of a variable name"]
         );
     }
@@ -789,6 +884,77 @@ mod tests {
         let eap = c.eap.expect("eap");
         assert_eq!(eap.tls_policy, TlsPolicy::default());
         assert_eq!(eap.settings, EapSettings::default());
+    }
+
+    #[test]
+    fn sessions_need_a_token_from_a_file_or_the_environment() {
+        let err = load("[metrics]\nsessions = true\n")
+            .expect_err("no token")
+            .to_string();
+        assert!(
+            err.contains("metrics.sessions: needs a bearer token"),
+            "{err}"
+        );
+        let err = load("[metrics]\ntoken_file = \"secret.txt\"\n")
+            .expect_err("token without sessions")
+            .to_string();
+        assert!(
+            err.contains("metrics.token_file: a token is given"),
+            "{err}"
+        );
+        // secret.txt holds "from-file": too short to be a bearer token.
+        let err = load("[metrics]\nsessions = true\ntoken_file = \"secret.txt\"\n")
+            .expect_err("short token")
+            .to_string();
+        assert!(err.contains("metrics.token: is 9 characters"), "{err}");
+        let err = load("[metrics]\nhosts = [\"http://x\", \"a:1\"]\nmax_connections = 0\n")
+            .expect_err("bad hosts")
+            .to_string();
+        for needle in [
+            "metrics.hosts[0]: \"http://x\" is not a host name",
+            "metrics.hosts[1]",
+            "metrics.max_connections: 0",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
+        let c = load("[metrics]\nhosts = [\"Radius1.Example.org\"]\n").expect("valid");
+        assert_eq!(c.metrics.http.hosts, ["radius1.example.org"]);
+        assert_eq!(c.metrics.http.sessions_token, None, "off by default");
+    }
+
+    #[test]
+    fn eap_limits_and_warnings() {
+        use crate::pki::{KeyType, Pki};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::open(dir.path());
+        pki.init("a.example", KeyType::EcdsaP256).expect("pki");
+        let base = eap_toml(dir.path(), &pki, &pki);
+        // 3998 octets of TLS is the most one 4096-octet Access-Challenge
+        // carries with Message-Authenticator and State.
+        let with = |eap: &str| format!("[eap]\n{eap}\n{base}");
+        assert!(load(&with("fragment_size = 3998")).is_ok());
+        let err = load(&with(
+            "fragment_size = 3999\nmax_rounds = 5\nmemory_budget = 1000\nidle_timeout = \"2m\"",
+        ))
+        .expect_err("too large")
+        .to_string();
+        for needle in [
+            "eap.fragment_size: 3999 is not 64..3998",
+            "eap.max_rounds: 5 is not 10..1000",
+            "eap.memory_budget: 1000 is below eap.max_message",
+            "eap.idle_timeout: 120s is longer than eap.max_duration (60s)",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
+        // No CRLs: valid, but said loudly.
+        let c = load(&base).expect("valid");
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.starts_with("tls.crls: none configured")),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]

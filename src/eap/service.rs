@@ -53,7 +53,7 @@ impl Default for EapSettings {
     fn default() -> Self {
         EapSettings {
             fragment_size: 1000,
-            max_message: 65536,
+            max_message: 32768,
             table: Limits::default(),
             replace_by_calling_station: true,
             max_rounds: 100,

@@ -822,3 +822,49 @@ fn a_flood_above_the_cap_keeps_the_table_bounded_and_sweeps_to_empty() {
     assert!(r.table.is_empty());
     assert_eq!(r.table.nas_len("a"), 0);
 }
+
+/// `max_fragment_size` is exactly what one Access-Challenge carries: a
+/// fragment of that size encodes to at most 4096 octets, one more does not
+/// fit; the request's Proxy-States come off it.
+#[test]
+fn the_largest_fragment_fills_one_access_challenge() {
+    use super::reply::{ReplyContext, encode};
+    use super::service::max_fragment_size;
+    use crate::radius::attr::PROXY_STATE;
+    use crate::radius::crypto::Secret;
+    use crate::radius::{Code, Packet, PacketBuilder};
+    let secret = Secret::new(b"s");
+    let request = |proxy: &[u8]| {
+        let mut b = PacketBuilder::new(Code::AccessRequest, 1, true);
+        if !proxy.is_empty() {
+            b.push(PROXY_STATE, proxy).expect("fits");
+        }
+        b.finish_access_request(&[1; 16], &secret)
+    };
+    let challenge = |tls: usize| Reply::Challenge {
+        eap: tls_response(1, &vec![0; tls + 5]),
+        state: [0; 16],
+    };
+    let plain = request(b"");
+    let plain = Packet::decode(&plain).expect("decodes");
+    let ctx = ReplyContext {
+        request: &plain,
+        secret: &secret,
+    };
+    let most = max_fragment_size();
+    assert_eq!(most, 3998);
+    let (_, bytes) = encode(&challenge(most), &ctx)
+        .expect("fits")
+        .expect("reply");
+    assert!(bytes.len() <= 4096, "{}", bytes.len());
+    assert!(encode(&challenge(most + 1), &ctx).is_err());
+    let proxied = request(b"0123456789");
+    let proxied = Packet::decode(&proxied).expect("decodes");
+    let echo = PacketBuilder::echo_len(&proxied);
+    let ctx = ReplyContext {
+        request: &proxied,
+        secret: &secret,
+    };
+    assert!(encode(&challenge(most), &ctx).is_err());
+    assert!(encode(&challenge(most - echo), &ctx).is_ok());
+}

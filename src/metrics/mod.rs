@@ -1,5 +1,5 @@
-//! Prometheus metrics: one registry holding every family the server exports,
-//! and the HTTP endpoint that serves it.
+//! Prometheus metrics: one registry holding every family the server exports
+//! (`server::http` serves it).
 //!
 //! Labels stay bounded: listener, configured client name, packet code, drop
 //! reason — never a user, a MAC address or a source address. This module
@@ -13,28 +13,18 @@ pub use accounting::AccountingMetrics;
 pub use authz::AuthzMetrics;
 pub use eap::EapMetrics;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Debug, Error)]
 pub enum MetricsError {
     #[error("metrics registry: {0}")]
     Registry(#[from] prometheus::Error),
-    #[error("metrics endpoint {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// Every metric family, registered once.
@@ -50,6 +40,8 @@ pub struct Metrics {
     pub duplicate_cache_entries: IntGauge,
     pub build_info: IntGaugeVec,
     pub scrape_duration: Histogram,
+    pub http_requests: IntCounterVec,
+    pub http_refused: IntCounter,
     pub eap: EapMetrics,
     pub authz: AuthzMetrics,
     pub accounting: Arc<AccountingMetrics>,
@@ -123,6 +115,17 @@ impl Metrics {
             "certgate_metrics_scrape_duration_seconds",
             "Time to render the metrics page.",
         ))?;
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "certgate_http_requests_total",
+                "Requests to the HTTP endpoint, by path (metrics, sessions, other) and status code.",
+            ),
+            &["path", "status"],
+        )?;
+        let http_refused = IntCounter::new(
+            "certgate_http_connections_refused_total",
+            "HTTP connections closed at once because metrics.max_connections were open.",
+        )?;
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(responses.clone()),
@@ -134,6 +137,8 @@ impl Metrics {
             Box::new(duplicate_cache_entries.clone()),
             Box::new(build_info.clone()),
             Box::new(scrape_duration.clone()),
+            Box::new(http_requests.clone()),
+            Box::new(http_refused.clone()),
         ] {
             registry.register(c)?;
         }
@@ -155,6 +160,8 @@ impl Metrics {
             duplicate_cache_entries,
             build_info,
             scrape_duration,
+            http_requests,
+            http_refused,
             eap,
             authz,
             accounting,
@@ -172,111 +179,4 @@ impl Metrics {
         timer.observe_duration();
         String::from_utf8(buf).unwrap_or_default()
     }
-}
-
-/// Binds the metrics endpoint; `serve` then answers on it.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError::Bind { addr, source })
-}
-
-/// Renders `/sessions` for a query string (accounting's live sessions).
-pub type SessionsPage = Arc<dyn Fn(&str) -> String + Send + Sync>;
-
-/// Serves `GET /metrics` (and `GET /sessions` when accounting is on) until
-/// the task is dropped.
-///
-/// A hand-written HTTP/1.1 responder: the endpoint answers one GET with no
-/// body and closes, which does not justify hyper's build cost on our 2-core
-/// builders. Requests are capped at 8 KiB and 5 seconds.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, sessions: Option<SessionsPage>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        let sessions = sessions.clone();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(5),
-                answer(stream, &metrics, sessions.as_ref()),
-            )
-            .await;
-        });
-    }
-}
-
-async fn answer(
-    mut stream: TcpStream,
-    metrics: &Metrics,
-    sessions: Option<&SessionsPage>,
-) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 8192];
-    let mut len = 0;
-    while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-        if len == buf.len() {
-            return respond(
-                &mut stream,
-                "431 Request Header Fields Too Large",
-                "text/plain",
-                "",
-            )
-            .await;
-        }
-        let n = stream.read(&mut buf[len..]).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        len += n;
-    }
-    let head = String::from_utf8_lossy(&buf[..len]);
-    let mut words = head.split_whitespace();
-    match (words.next(), words.next()) {
-        (Some("GET"), Some("/metrics")) => {
-            respond(
-                &mut stream,
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                &metrics.render(),
-            )
-            .await
-        }
-        (Some("GET"), Some(path)) if path == "/sessions" || path.starts_with("/sessions?") => {
-            match sessions {
-                Some(page) => {
-                    let query = path.split_once('?').map_or("", |(_, q)| q);
-                    respond(&mut stream, "200 OK", "application/json", &page(query)).await
-                }
-                None => {
-                    respond(
-                        &mut stream,
-                        "404 Not Found",
-                        "text/plain",
-                        "accounting is not configured\n",
-                    )
-                    .await
-                }
-            }
-        }
-        (Some("GET"), Some(_)) => {
-            respond(&mut stream, "404 Not Found", "text/plain", "not found\n").await
-        }
-        _ => respond(&mut stream, "405 Method Not Allowed", "text/plain", "").await,
-    }
-}
-
-async fn respond(
-    stream: &mut TcpStream,
-    status: &str,
-    content_type: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
 }

@@ -16,7 +16,7 @@ use crate::eap::reply::{ReplyContext, encode};
 use crate::eap::service::{self, EapRequest, Handled, Reply};
 use crate::eap::tls_session::{Established, Failure};
 use crate::radius::attr::{
-    CALLED_STATION_ID, CALLING_STATION_ID, FRAMED_MTU, NAS_IDENTIFIER, STATE,
+    CALLED_STATION_ID, CALLING_STATION_ID, CLASS, FRAMED_MTU, NAS_IDENTIFIER, STATE,
 };
 use crate::radius::packet::value_u32;
 use crate::radius::{Packet, PacketBuilder};
@@ -80,6 +80,11 @@ pub async fn respond(
     };
     if starts && matches!(reply, Reply::Challenge { .. }) {
         m.started.inc();
+    }
+    if let (Reply::Accept { granted, .. }, Some(acct)) = (&reply, &shared.accounting) {
+        for (_, class) in granted.attributes.iter().filter(|(k, _)| *k == CLASS) {
+            acct.issued_class(class);
+        }
     }
     m.active.set(table.len() as i64);
     observe(shared, request, &reply);

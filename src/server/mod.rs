@@ -11,11 +11,12 @@ pub mod dedup;
 mod droplog;
 mod eap_auth;
 pub mod handler;
+pub mod http;
 mod listener;
 pub mod pipeline;
+mod reload;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,11 +26,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::accounting::Accounting;
+use crate::accounting::{Accounting, Query};
 use crate::authz::engine::Authz;
-use crate::config::{Config, load_crls};
+use crate::config::Config;
 use crate::eap::table::{ConversationTable, Expiry, Limits};
-use crate::metrics::{self, Metrics, MetricsError};
+use crate::metrics::{Metrics, MetricsError};
 use crate::tls::{SessionStore, TlsContext, TlsError};
 
 use clients::ClientTable;
@@ -66,7 +67,7 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the TLS configuration; the session store carries over so
     /// reloads keep resumption working.
-    fn new(
+    pub(crate) fn new(
         config: Arc<Config>,
         sessions: &Arc<SessionStore>,
         metrics: &Metrics,
@@ -138,21 +139,21 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         .accounting
         .clone()
         .map(|a| Arc::new(Accounting::start(a, metrics.accounting.clone())));
-    let sessions_page: Option<metrics::SessionsPage> = accounting
+    let sessions_page: Option<http::SessionsPage> = accounting
         .clone()
-        .map(|a| Arc::new(move |query: &str| a.sessions_json(query)) as metrics::SessionsPage);
+        .map(|a| Arc::new(move |query: &Query| a.sessions_json(query)) as http::SessionsPage);
     let metrics_task = match metrics_listen {
         Some(addr) => {
-            let l = metrics::bind(addr).await?;
-            let local = l
-                .local_addr()
-                .map_err(|source| ServerError::Bind { addr, source })?;
+            let err = |source| ServerError::Bind { addr, source };
+            let l = http::bind(addr).await.map_err(err)?;
+            let local = l.local_addr().map_err(err)?;
             tracing::info!(listener = "metrics", address = %local, "listening");
-            Some(tokio::spawn(metrics::serve(
-                l,
-                metrics.clone(),
-                sessions_page,
-            )))
+            let endpoint = http::Endpoint {
+                metrics: metrics.clone(),
+                sessions: sessions_page,
+                settings: config.metrics.http.clone(),
+            };
+            Some(tokio::spawn(http::serve(l, Arc::new(endpoint))))
         }
         None => None,
     };
@@ -163,6 +164,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         version = env!("CARGO_PKG_VERSION"),
         "certgate started"
     );
+    reload::warn_about(&config);
     let (eap_limits, sessions) = match &config.eap {
         Some(e) => (
             e.settings.table,
@@ -244,7 +246,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                refresh_crls(&shared);
+                reload::refresh_crls(&shared);
             }
         })
     });
@@ -254,7 +256,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Signal)?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&shared),
+            _ = hup.recv() => reload::reload(&shared),
             _ = term.recv() => { tracing::info!(signal = "SIGTERM", "shutting down"); break }
             _ = int.recv() => { tracing::info!(signal = "SIGINT", "shutting down"); break }
         }
@@ -279,78 +281,4 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         t.abort();
     }
     Ok(())
-}
-
-/// Re-reads the configuration file; a broken one leaves the running
-/// configuration in place. Listener and metrics addresses need a restart.
-fn reload(shared: &Shared) {
-    let current = shared.runtime.load();
-    let path: &Path = &current.config.path;
-    match Config::load_with_overrides(path, &current.config.overrides) {
-        Ok(new) => {
-            let old = &current.config;
-            if new.server.auth_listen != old.server.auth_listen
-                || new.server.acct_listen != old.server.acct_listen
-                || new.metrics.listen != old.metrics.listen
-            {
-                tracing::warn!("listen addresses changed: they take effect at the next restart");
-            }
-            let clients = new.clients.len();
-            match Runtime::new(Arc::new(new), &shared.sessions, &shared.metrics) {
-                Ok(runtime) => {
-                    shared.runtime.store(Arc::new(runtime));
-                    shared.metrics.reloads.with_label_values(&["ok"]).inc();
-                    tracing::info!(clients, "configuration reloaded");
-                }
-                Err(e) => {
-                    shared.metrics.reloads.with_label_values(&["failed"]).inc();
-                    tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
-                }
-            }
-        }
-        Err(e) => {
-            shared.metrics.reloads.with_label_values(&["failed"]).inc();
-            tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
-        }
-    }
-}
-
-/// Re-reads the CRL files; when they changed, rebuilds the TLS
-/// configuration. Running conversations keep the configuration they began
-/// with; new ones and resumption re-checks use the new CRLs.
-fn refresh_crls(shared: &Shared) {
-    let current = shared.runtime.load_full();
-    let Some(eap) = &current.config.eap else {
-        return;
-    };
-    let m = &shared.metrics.eap;
-    let crls = match load_crls(&eap.crl_files) {
-        Ok(c) => c,
-        Err(e) => {
-            m.crl_reloads.with_label_values(&["failed"]).inc();
-            tracing::error!(error = %e, "CRL reload failed; keeping the loaded CRLs");
-            return;
-        }
-    };
-    if crls == eap.material.crls {
-        m.crl_reloads.with_label_values(&["unchanged"]).inc();
-        return;
-    }
-    // Only the CRLs change here; other edits wait for SIGHUP.
-    let mut config = (*current.config).clone();
-    let mut eap = (**eap).clone();
-    let count = crls.len();
-    eap.material.crls = crls;
-    config.eap = Some(Arc::new(eap));
-    match Runtime::new(Arc::new(config), &shared.sessions, &shared.metrics) {
-        Ok(runtime) => {
-            shared.runtime.store(Arc::new(runtime));
-            m.crl_reloads.with_label_values(&["ok"]).inc();
-            tracing::info!(crls = count, "CRLs reloaded");
-        }
-        Err(e) => {
-            m.crl_reloads.with_label_values(&["failed"]).inc();
-            tracing::error!(error = %e, "CRL reload failed; keeping the loaded CRLs");
-        }
-    }
 }

@@ -49,6 +49,11 @@ pub fn config_text(clients: &str) -> String {
 
 impl TestServer {
     pub fn start(clients: &str) -> TestServer {
+        Self::start_with_env(clients, &[])
+    }
+
+    /// `start`, with extra environment (e.g. `CERTGATE_…` overrides).
+    pub fn start_with_env(clients: &str, env: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("certgate.toml");
         std::fs::write(&config, config_text(clients)).expect("write config");
@@ -57,7 +62,7 @@ impl TestServer {
             "--config".into(),
             config.display().to_string(),
         ];
-        Self::spawn(dir, &args, &[])
+        Self::spawn(dir, &args, env)
     }
 
     /// Runs the binary with `args` and extra environment, on ephemeral
@@ -263,10 +268,15 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
 
 /// A minimal HTTP GET returning (status line, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    http_get_with(addr, path, &format!("Host: {addr}\r\n"))
+}
+
+/// `http_get` with the given header lines (each ending in CRLF).
+pub fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> (String, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect metrics");
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("send");
+    write!(s, "GET {path} HTTP/1.1\r\n{headers}\r\n").expect("send");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));

@@ -16,7 +16,9 @@ const ROOT_PASSWORD: &str = "root-secret";
 
 /// People, groups (staff nested in employees), a disabled user, and the
 /// service account. carol is a contractor: no rule gives her access; two
-/// entries share twin@example.org.
+/// entries share twin@example.org. dave is only in a group named
+/// `employees` that the sales OU's delegated admin made outside
+/// ou=groups: a rule on the name alone lets him in.
 pub const LDIF: &str = "\
 dn: dc=example,dc=org
 objectClass: dcObject
@@ -94,6 +96,22 @@ dn: cn=contractors,ou=groups,dc=example,dc=org
 objectClass: groupOfNames
 cn: contractors
 member: uid=carol,ou=people,dc=example,dc=org
+
+dn: uid=dave,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: dave
+cn: Dave
+sn: D
+mail: dave@example.org
+
+dn: ou=sales,dc=example,dc=org
+objectClass: organizationalUnit
+ou: sales
+
+dn: cn=employees,ou=sales,dc=example,dc=org
+objectClass: groupOfNames
+cn: employees
+member: uid=dave,ou=people,dc=example,dc=org
 ";
 
 pub struct Slapd {

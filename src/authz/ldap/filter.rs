@@ -89,16 +89,6 @@ impl FilterTemplate {
     }
 }
 
-/// The value of a DN's first RDN (`cn=Net Admins,ou=groups,…` → `Net
-/// Admins`), the usual short name of a group.
-pub fn first_rdn_value(dn: &str) -> &str {
-    let first = dn.split(',').next().unwrap_or(dn);
-    first
-        .split_once('=')
-        .map(|(_, v)| v.trim())
-        .unwrap_or(first)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,14 +126,5 @@ mod tests {
         let f = FilterTemplate::parse("(employeeType=disabled)", &[]).expect("valid");
         assert!(!f.has_placeholders());
         assert_eq!(f.expand(&[]), "(employeeType=disabled)");
-    }
-
-    #[test]
-    fn rdn_values() {
-        assert_eq!(
-            first_rdn_value("cn=Net Admins,ou=groups,dc=x"),
-            "Net Admins"
-        );
-        assert_eq!(first_rdn_value("plain"), "plain");
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! I/O edge. It must not decide access: the policy does, from the entry.
 
+pub mod dn;
 pub mod filter;
 pub mod pool;
 
@@ -17,7 +18,8 @@ use ldap3::{Ldap, Scope, SearchEntry};
 
 use super::{Directory, DirectoryError, Entry, Group, Lookup, LookupFuture};
 use crate::metrics::AuthzMetrics;
-use filter::{FilterTemplate, first_rdn_value};
+use dn::{first_rdn_value, is_under};
+use filter::FilterTemplate;
 use pool::{Pool, Server, classify, is_transport};
 
 /// AD's LDAP_MATCHING_RULE_IN_CHAIN: the server walks nested groups.
@@ -61,6 +63,9 @@ pub struct LdapSettings {
     pub base: String,
     pub user_filter: FilterTemplate,
     pub groups: GroupSource,
+    /// Only groups whose DN lies under this base count (and only through
+    /// them does nesting go); None accepts any DN the directory names.
+    pub group_scope: Option<String>,
     pub group_name_attribute: String,
     pub nesting: Nesting,
     pub disabled_filter: Option<FilterTemplate>,
@@ -287,11 +292,17 @@ impl LdapDirectory {
         attribute: &str,
         direct: Vec<String>,
     ) -> Result<Vec<Group>, DirectoryError> {
+        let in_scope = |dn: &str| {
+            self.settings
+                .group_scope
+                .as_deref()
+                .is_none_or(|base| is_under(dn, base))
+        };
         let mut seen = HashSet::new();
         let mut groups = Vec::new();
         let mut frontier = Vec::new();
         for dn in direct {
-            if seen.insert(dn.to_ascii_lowercase()) {
+            if in_scope(&dn) && seen.insert(dn.to_ascii_lowercase()) {
                 frontier.push(dn);
             }
         }
@@ -311,7 +322,9 @@ impl LdapDirectory {
                         .await?
                     {
                         for parent in attr_values(&e, attribute) {
-                            if seen.insert(parent.to_ascii_lowercase()) && seen.len() <= MAX_GROUPS
+                            if in_scope(parent)
+                                && seen.insert(parent.to_ascii_lowercase())
+                                && seen.len() <= MAX_GROUPS
                             {
                                 next.push(parent.clone());
                             }
