@@ -584,6 +584,81 @@ async fn broken_reloads_under_load_keep_the_running_configuration() {
     );
 }
 
+/// One Access-Request carrying `eap` and its checked reply.
+async fn round(
+    sock: &tokio::net::UdpSocket,
+    to: std::net::SocketAddr,
+    ex: &mut certgate::supplicant::Exchange,
+    eap: &[u8],
+) -> certgate::supplicant::Reply {
+    let request = ex.request(eap);
+    sock.send_to(&request, to).await.expect("send");
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .expect("an answer")
+            .expect("recv");
+        if let Some(reply) = ex.accept(&buf[..n]).expect("authentic reply") {
+            return reply;
+        }
+    }
+}
+
+/// Like strongSwan 5.9's client: a peer whose certificate is refused
+/// aborts on the server's TLS alert without acknowledging it. The RFC
+/// behaviour stays (the alert goes out in an Access-Challenge); the
+/// conversation then ends after eap.alert_timeout with a log line giving
+/// the failure, instead of lingering for the idle timeout.
+#[tokio::test]
+async fn a_peer_that_aborts_on_our_alert_ends_its_conversation_early() {
+    use certgate::radius::Code;
+    use certgate::supplicant::{EapTlsPeer, Exchange, PeerStep};
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = server(&lab, "alert_timeout = \"1s\"", "");
+    let sup = lab.supplicant(REVOKED, Versions::Tls12, false);
+    let mut peer =
+        EapTlsPeer::new(sup.config.clone(), sup.server_name.clone(), REVOKED, 1000).expect("peer");
+    let mut ex = Exchange::new(Secret::new(common::SECRET.as_bytes()), REVOKED);
+    ex.calling_station = Some("02-00-00-00-00-0c".into());
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let mut eap = peer.identity_response(1);
+    let mut aborted = false;
+    for _ in 0..10 {
+        let reply = round(&sock, s.auth, &mut ex, &eap).await;
+        assert_eq!(reply.code, Code::AccessChallenge, "the alert comes in a challenge");
+        match peer.on_request(&reply.eap) {
+            Ok(PeerStep::Respond(next)) => eap = next,
+            Ok(PeerStep::Success) => panic!("success"),
+            Err(_) => {
+                aborted = true;
+                break;
+            }
+        }
+    }
+    assert!(aborted, "the peer saw the alert");
+    let line = s
+        .wait_log(
+            |l| {
+                l["message"]
+                    == "access rejected: the peer did not acknowledge the TLS alert; conversation ended"
+            },
+            Duration::from_secs(5),
+        )
+        .expect("the early end is logged");
+    assert_eq!(line["reason"], "certificate_rejected", "{line}");
+    assert_eq!(line["calling_station"], "02-00-00-00-00-0c", "{line}");
+    s.wait_metric(
+        "certgate_eap_conversations_expired_total{reason=\"alert_unanswered\"}",
+        1.0,
+    );
+    s.wait_metric(
+        "certgate_eap_conversations_failed_total{reason=\"certificate_rejected\"}",
+        1.0,
+    );
+    s.wait_metric("certgate_eap_conversations_active", 0.0);
+}
+
 /// RFC 2865 §5.33 through a whole EAP-TLS conversation: every
 /// Access-Challenge, the Access-Accept and an Access-Reject echo the
 /// request's Proxy-State (the Rust supplicant refuses any reply that does
@@ -642,25 +717,6 @@ async fn another_nas_cannot_continue_a_conversation() {
     let sock_b = tokio::net::UdpSocket::bind("127.0.0.2:0")
         .await
         .expect("bind 127.0.0.2");
-    async fn round(
-        sock: &tokio::net::UdpSocket,
-        to: std::net::SocketAddr,
-        ex: &mut Exchange,
-        eap: &[u8],
-    ) -> certgate::supplicant::Reply {
-        let request = ex.request(eap);
-        sock.send_to(&request, to).await.expect("send");
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
-                .await
-                .expect("an answer")
-                .expect("recv");
-            if let Some(reply) = ex.accept(&buf[..n]).expect("authentic reply") {
-                return reply;
-            }
-        }
-    }
     let start = round(&sock_a, s.auth, &mut a, &peer.identity_response(1)).await;
     assert_eq!(start.code, Code::AccessChallenge);
     let PeerStep::Respond(mut eap) = peer.on_request(&start.eap).expect("peer") else {
