@@ -621,12 +621,18 @@ async fn a_peer_that_aborts_on_our_alert_ends_its_conversation_early() {
         EapTlsPeer::new(sup.config.clone(), sup.server_name.clone(), REVOKED, 1000).expect("peer");
     let mut ex = Exchange::new(Secret::new(common::SECRET.as_bytes()), REVOKED);
     ex.calling_station = Some("02-00-00-00-00-0c".into());
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let mut eap = peer.identity_response(1);
     let mut aborted = false;
     for _ in 0..10 {
         let reply = round(&sock, s.auth, &mut ex, &eap).await;
-        assert_eq!(reply.code, Code::AccessChallenge, "the alert comes in a challenge");
+        assert_eq!(
+            reply.code,
+            Code::AccessChallenge,
+            "the alert comes in a challenge"
+        );
         match peer.on_request(&reply.eap) {
             Ok(PeerStep::Respond(next)) => eap = next,
             Ok(PeerStep::Success) => panic!("success"),
