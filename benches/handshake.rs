@@ -19,19 +19,19 @@ use rustls::pki_types::ServerName;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
 
-use certgate::eap::conversation::Granted;
-use certgate::eap::packet::reassemble;
-use certgate::eap::reply::{ReplyContext, encode};
-use certgate::eap::service::{self, EapRequest, EapSettings, Handled, Reply};
-use certgate::eap::table::{ConversationTable, Limits};
 use certgate::pki::{ClientOptions, KeyType, Pki};
-use certgate::radius::Packet;
-use certgate::radius::attr::STATE;
-use certgate::radius::crypto::{Secret, verify_message_authenticator};
+use certgate::proto::eap::conversation::Granted;
+use certgate::proto::eap::packet::reassemble;
+use certgate::proto::eap::reply::{ReplyContext, encode};
+use certgate::proto::eap::service::{self, EapRequest, EapSettings, Handled, Reply};
+use certgate::proto::eap::table::{ConversationTable, Limits};
+use certgate::proto::tls::{SessionStore, TlsContext, TlsMaterial, TlsPolicy};
+use certgate::proto::wire::Packet;
+use certgate::proto::wire::attr::STATE;
+use certgate::proto::wire::crypto::{Secret, verify_message_authenticator};
 use certgate::supplicant::exchange::Exchange;
 use certgate::supplicant::peer::{EapTlsPeer, PeerStep};
 use certgate::supplicant::{Versions, client_config_with};
-use certgate::tls::{SessionStore, TlsContext, TlsMaterial, TlsPolicy};
 
 const CLIENT: &str = "alice@example.org";
 
@@ -74,7 +74,7 @@ fn setup(key: KeyType) -> Setup {
 fn bare_server(material: &TlsMaterial) -> Arc<ServerConfig> {
     // certgate's provider (its cipher-suite order), so the ratio is about
     // what certgate adds, not about which suite won.
-    let provider = Arc::new(certgate::tls::provider());
+    let provider = Arc::new(certgate::proto::tls::provider());
     let mut roots = RootCertStore::empty();
     for r in &material.roots {
         roots.add(r.clone()).expect("root");

@@ -15,24 +15,24 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde::Deserialize;
 
-use certgate::accounting::journal::{Journal, JournalConfig};
-use certgate::accounting::record::Record;
-use certgate::authz::policy::{Policy, RawRule};
-use certgate::authz::{Entry, Group, Subject};
-use certgate::dictionary::Dictionary;
-use certgate::eap::conversation::Granted;
-use certgate::eap::keys::Keys;
-use certgate::eap::reply::{ReplyContext, encode};
-use certgate::eap::service::Reply;
-use certgate::eap::tls_frag::{Fragmenter, Incoming, Reassembler};
-use certgate::eap::tls_session::Established;
 use certgate::metrics::AccountingMetrics;
-use certgate::radius::crypto::{
+use certgate::proto::accounting::record::Record;
+use certgate::proto::authz::policy::{Policy, RawRule};
+use certgate::proto::authz::{Entry, Group, Subject};
+use certgate::proto::dictionary::Dictionary;
+use certgate::proto::eap::conversation::Granted;
+use certgate::proto::eap::keys::Keys;
+use certgate::proto::eap::reply::{ReplyContext, encode};
+use certgate::proto::eap::service::Reply;
+use certgate::proto::eap::tls_frag::{Fragmenter, Incoming, Reassembler};
+use certgate::proto::eap::tls_session::Established;
+use certgate::proto::tls::identity::CertIdentity;
+use certgate::proto::wire::crypto::{
     Secret, verify_message_authenticator, verify_request_authenticator,
 };
-use certgate::radius::{Code, Packet, PacketBuilder};
+use certgate::proto::wire::{Code, Packet, PacketBuilder};
+use certgate::server::journal::{Journal, JournalConfig};
 use certgate::supplicant::exchange::Exchange;
-use certgate::tls::identity::CertIdentity;
 
 fn dictionary() -> Dictionary {
     Dictionary::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("dictionaries/dictionary"))

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
-use crate::radius::Code;
-use crate::radius::crypto::Secret;
+use crate::proto::wire::Code;
+use crate::proto::wire::crypto::Secret;
 use crate::supplicant::Supplicant;
 
 /// CPU time (user + system) of a process from /proc, in seconds.
@@ -301,7 +301,8 @@ pub async fn acct(load: &Load) -> std::io::Result<Report> {
         async move {
             let status = [1u32, 3, 2][(n % 3) as usize];
             let session = format!("bench-{}-{}", std::process::id(), n / 3);
-            let mut b = crate::radius::PacketBuilder::new(Code::AccountingRequest, n as u8, false);
+            let mut b =
+                crate::proto::wire::PacketBuilder::new(Code::AccountingRequest, n as u8, false);
             let built = b
                 .push_u32(40, status)
                 .and_then(|b| b.push(44, session.as_bytes()))
@@ -328,7 +329,7 @@ pub async fn status(load: &Load) -> std::io::Result<Report> {
         let n = counter.fetch_add(1, Ordering::Relaxed);
         async move {
             let authenticator: [u8; 16] = rand::random();
-            let b = crate::radius::PacketBuilder::new(Code::StatusServer, n as u8, true);
+            let b = crate::proto::wire::PacketBuilder::new(Code::StatusServer, n as u8, true);
             let request = b.finish_access_request(&authenticator, &load.secret);
             request_reply(&socket, &load, &request).await
         }
@@ -352,14 +353,15 @@ async fn request_reply(socket: &UdpSocket, load: &Load, request: &[u8]) -> Op {
         while let Ok(Ok((len, _))) =
             tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
         {
-            let Ok(reply) = crate::radius::Packet::decode(&buf[..len]) else {
+            let Ok(reply) = crate::proto::wire::Packet::decode(&buf[..len]) else {
                 return Op::Failed("malformed reply".into());
             };
             if reply.identifier() != request[1] {
                 // A late answer to an earlier request on this socket.
                 continue;
             }
-            if !crate::radius::crypto::verify_response_authenticator(&reply, &ra, &load.secret) {
+            if !crate::proto::wire::crypto::verify_response_authenticator(&reply, &ra, &load.secret)
+            {
                 return Op::Failed("bad response authenticator".into());
             }
             return Op::Ok {

@@ -192,7 +192,7 @@ impl Pki {
     /// Creates the root CA, the server certificate and an empty CRL.
     /// The server's certificate chain, key and the CA as rustls material
     /// (no CRLs), for the sans-I/O engine in tests, benchmarks and fuzzing.
-    pub fn server_material(&self) -> Result<crate::tls::TlsMaterial, PkiError> {
+    pub fn server_material(&self) -> Result<crate::proto::tls::TlsMaterial, PkiError> {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let pem = |path: PathBuf| {
@@ -208,7 +208,7 @@ impl Pki {
                 .map_err(pem(path))
         };
         let key_path = self.path("server.key");
-        Ok(crate::tls::TlsMaterial {
+        Ok(crate::proto::tls::TlsMaterial {
             chain: certs("server.pem")?,
             key: PrivateKeyDer::from_pem_file(&key_path).map_err(pem(key_path))?,
             roots: certs("ca.pem")?,
@@ -327,7 +327,7 @@ impl Pki {
         let _ = writeln!(
             text,
             "{} {which} valid {name}",
-            crate::hex::encode(serial.as_ref())
+            crate::proto::hex::encode(serial.as_ref())
         );
         write(&index, &text)?;
         Ok(files)
@@ -367,7 +367,7 @@ impl Pki {
                 return Err(PkiError::Index(i + 1));
             };
             if status == "revoked" {
-                let bytes = crate::hex::decode(serial).ok_or(PkiError::Index(i + 1))?;
+                let bytes = crate::proto::hex::decode(serial).ok_or(PkiError::Index(i + 1))?;
                 revoked.push((issuer.to_string(), bytes));
             }
         }

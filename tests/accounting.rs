@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use certgate::radius::crypto::Secret;
-use certgate::radius::{Code, Packet, PacketBuilder};
+use certgate::proto::wire::crypto::Secret;
+use certgate::proto::wire::{Code, Packet, PacketBuilder};
 use common::{TestServer, loopback_client, radclient};
 use serde_json::Value;
 
@@ -634,7 +634,7 @@ impl Senders {
                             let ok = Packet::decode(&buf[..len]).is_ok_and(|reply| {
                                 reply.code() == Code::AccountingResponse
                                     && reply.identifier() == n as u8
-                                    && certgate::radius::crypto::verify_response_authenticator(
+                                    && certgate::proto::wire::crypto::verify_response_authenticator(
                                         &reply, &ra, &secret,
                                     )
                             });

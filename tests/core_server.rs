@@ -6,10 +6,10 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use certgate::radius::crypto::{
+use certgate::proto::wire::crypto::{
     HeaderAuthenticator, Secret, message_authenticator, verify_response_authenticator,
 };
-use certgate::radius::{Code, HEADER_LEN, Packet, PacketBuilder};
+use certgate::proto::wire::{Code, HEADER_LEN, Packet, PacketBuilder};
 use common::*;
 
 const STATUS_INPUT: &str = "Message-Authenticator = 0x00\n";

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use certgate::pki::KeyType;
-use certgate::radius::crypto::Secret;
+use certgate::proto::wire::crypto::Secret;
 use certgate::supplicant::{Versions, client_config};
 use common::lab::*;
 use common::load::Load;
@@ -217,7 +217,7 @@ async fn rust_supplicant_checks_keys_attributes_and_resumption() {
         let sup = lab.supplicant(ALICE, versions, true);
         for resumed in [false, true, true] {
             let o = authenticate(&sup, &s).await;
-            assert_eq!(o.code, certgate::radius::Code::AccessAccept, "{o:?}");
+            assert_eq!(o.code, certgate::proto::wire::Code::AccessAccept, "{o:?}");
             assert!(o.mppe_keys_match, "{versions:?}: MPPE keys differ from MSK");
             assert_eq!(o.resumed, resumed, "{versions:?}");
             assert!(o.peer_error.is_none(), "{o:?}");
@@ -246,7 +246,7 @@ async fn rust_supplicant_checks_keys_attributes_and_resumption() {
     }
     let disabled = lab.supplicant(DISABLED, Versions::Both, false);
     let o = authenticate(&disabled, &s).await;
-    assert_eq!(o.code, certgate::radius::Code::AccessReject);
+    assert_eq!(o.code, certgate::proto::wire::Code::AccessReject);
 }
 
 #[tokio::test]
@@ -256,7 +256,7 @@ async fn identity_binding_exact_rejects_a_foreign_outer_identity() {
     let mut sup = lab.supplicant(ALICE, Versions::Tls13, false);
     sup.identity = "bob@example.org".into();
     let o = authenticate(&sup, &s).await;
-    assert_eq!(o.code, certgate::radius::Code::AccessReject);
+    assert_eq!(o.code, certgate::proto::wire::Code::AccessReject);
     let line = outcome(&s, "access rejected", 1);
     assert_eq!(line["reason"], "identity_mismatch", "{line}");
 }
@@ -308,7 +308,7 @@ async fn revocation_after_sighup_stops_full_and_resumed_authentications() {
     let s = server(&lab, "", "");
     let resuming = lab.supplicant(ALICE, Versions::Tls13, true);
     let o = authenticate(&resuming, &s).await;
-    assert_eq!(o.code, certgate::radius::Code::AccessAccept);
+    assert_eq!(o.code, certgate::proto::wire::Code::AccessAccept);
 
     lab.pki.revoke(ALICE).expect("revoke");
     s.signal("HUP");
@@ -321,7 +321,7 @@ async fn revocation_after_sighup_stops_full_and_resumed_authentications() {
     // The ticket from before still resumes the TLS session, but the
     // certificate restored from it is checked against the new CRL.
     let o = authenticate(&resuming, &s).await;
-    assert_eq!(o.code, certgate::radius::Code::AccessReject);
+    assert_eq!(o.code, certgate::proto::wire::Code::AccessReject);
     let line = outcome(&s, "access rejected", 1);
     assert!(
         line["detail"]
@@ -332,7 +332,7 @@ async fn revocation_after_sighup_stops_full_and_resumed_authentications() {
     );
     let full = lab.supplicant(ALICE, Versions::Tls12, false);
     let o = authenticate(&full, &s).await;
-    assert_eq!(o.code, certgate::radius::Code::AccessReject);
+    assert_eq!(o.code, certgate::proto::wire::Code::AccessReject);
     assert_eq!(
         outcome(&s, "access rejected", 2)["reason"],
         "certificate_rejected"
@@ -381,10 +381,10 @@ fn retransmitted_access_request_is_answered_from_the_cache_not_rerun() {
     let s = server(&lab, "", "");
     let sock = common::udp();
     let mut ex = Exchange::new(Secret::new(common::SECRET.as_bytes()), ALICE);
-    let identity = certgate::eap::packet::build(
-        certgate::eap::EapCode::Response,
+    let identity = certgate::proto::eap::packet::build(
+        certgate::proto::eap::EapCode::Response,
         1,
-        Some(certgate::eap::packet::method::IDENTITY),
+        Some(certgate::proto::eap::packet::method::IDENTITY),
         ALICE.as_bytes(),
     );
     let request = ex.request(&identity);
@@ -406,7 +406,7 @@ fn conversation_with_pause(
     lab: &Lab,
     server: std::net::SocketAddr,
     before_first: impl FnOnce(),
-) -> (certgate::radius::Code, Vec<u8>) {
+) -> (certgate::proto::wire::Code, Vec<u8>) {
     use certgate::supplicant::{EapTlsPeer, Exchange, PeerStep};
     let (cert, key) = lab.client_files(&lab.pki, ALICE);
     let config = client_config(&lab.pki.path("ca.pem"), &cert, &key, Versions::Tls13, false)
@@ -427,7 +427,7 @@ fn conversation_with_pause(
         }
         match peer.on_request(&reply.eap) {
             Ok(PeerStep::Respond(next))
-                if reply.code == certgate::radius::Code::AccessChallenge =>
+                if reply.code == certgate::proto::wire::Code::AccessChallenge =>
             {
                 eap = next
             }
@@ -457,7 +457,7 @@ fn sighup_swaps_the_server_certificate_without_dropping_conversations() {
     });
     assert_eq!(
         code,
-        certgate::radius::Code::AccessAccept,
+        certgate::proto::wire::Code::AccessAccept,
         "conversation survived"
     );
     let old_der = rustls::pki_types::pem::PemObject::from_pem_slice(old.as_bytes())
@@ -468,7 +468,7 @@ fn sighup_swaps_the_server_certificate_without_dropping_conversations() {
         "it finished with the certificate it began with"
     );
     let (code, seen) = conversation_with_pause(&lab, s.auth, || {});
-    assert_eq!(code, certgate::radius::Code::AccessAccept);
+    assert_eq!(code, certgate::proto::wire::Code::AccessAccept);
     assert_ne!(seen, old_der, "new conversations get the new certificate");
 }
 
@@ -478,12 +478,12 @@ async fn crls_are_reread_periodically() {
     let s = server(&lab, "", "crl_refresh = \"1s\"");
     let sup = lab.supplicant(ALICE, Versions::Tls12, false);
     let o = authenticate(&sup, &s).await;
-    assert_eq!(o.code, certgate::radius::Code::AccessAccept);
+    assert_eq!(o.code, certgate::proto::wire::Code::AccessAccept);
     lab.pki.revoke(ALICE).expect("revoke");
     s.wait_log(|v| v["message"] == "CRLs reloaded", Duration::from_secs(10))
         .expect("CRL refresh");
     let o = authenticate(&sup, &s).await;
-    assert_eq!(o.code, certgate::radius::Code::AccessReject);
+    assert_eq!(o.code, certgate::proto::wire::Code::AccessReject);
 }
 
 #[tokio::test]
@@ -501,12 +501,12 @@ async fn an_unreadable_crl_keeps_the_loaded_ones() {
     let alice = lab.supplicant(ALICE, Versions::Tls13, false);
     assert_eq!(
         authenticate(&alice, &s).await.code,
-        certgate::radius::Code::AccessAccept
+        certgate::proto::wire::Code::AccessAccept
     );
     let revoked = lab.supplicant(REVOKED, Versions::Tls13, false);
     assert_eq!(
         authenticate(&revoked, &s).await.code,
-        certgate::radius::Code::AccessReject
+        certgate::proto::wire::Code::AccessReject
     );
 }
 
@@ -574,7 +574,7 @@ async fn broken_reloads_under_load_keep_the_running_configuration() {
             .result
             .as_ref()
             .unwrap_or_else(|e| panic!("no answer: {e}"));
-        assert_eq!(o.code, certgate::radius::Code::AccessAccept, "{o:?}");
+        assert_eq!(o.code, certgate::proto::wire::Code::AccessAccept, "{o:?}");
         assert!(o.mppe_keys_match);
     }
     eprintln!("{} conversations, all accepted", samples.len());
@@ -612,7 +612,7 @@ async fn round(
 /// the failure, instead of lingering for the idle timeout.
 #[tokio::test]
 async fn a_peer_that_aborts_on_our_alert_ends_its_conversation_early() {
-    use certgate::radius::Code;
+    use certgate::proto::wire::Code;
     use certgate::supplicant::{EapTlsPeer, Exchange, PeerStep};
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "alert_timeout = \"1s\"", "");
@@ -674,8 +674,8 @@ async fn proxy_state_is_echoed_in_challenges_accept_and_reject() {
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "", "");
     for (name, want) in [
-        (ALICE, certgate::radius::Code::AccessAccept),
-        (REVOKED, certgate::radius::Code::AccessReject),
+        (ALICE, certgate::proto::wire::Code::AccessAccept),
+        (REVOKED, certgate::proto::wire::Code::AccessReject),
     ] {
         let mut sup = lab.supplicant(name, Versions::Tls13, false);
         sup.proxy_state = Some(b"proxy-7f3a".to_vec());
@@ -701,7 +701,7 @@ async fn proxy_state_is_echoed_in_challenges_accept_and_reject() {
 /// finishes its conversation undisturbed, keys and all.
 #[tokio::test]
 async fn another_nas_cannot_continue_a_conversation() {
-    use certgate::radius::Code;
+    use certgate::proto::wire::Code;
     use certgate::supplicant::{EapTlsPeer, Exchange, PeerStep};
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = TestServer::start(&format!(

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use certgate::bench::{random_station, rss_kib};
-use certgate::eap::packet::{EapCode, build as eap_packet, method, push_eap_message};
 use certgate::pki::KeyType;
-use certgate::radius::crypto::{HeaderAuthenticator, Secret, message_authenticator};
-use certgate::radius::{Code, HEADER_LEN, Packet, PacketBuilder};
+use certgate::proto::eap::packet::{EapCode, build as eap_packet, method, push_eap_message};
+use certgate::proto::wire::crypto::{HeaderAuthenticator, Secret, message_authenticator};
+use certgate::proto::wire::{Code, HEADER_LEN, Packet, PacketBuilder};
 use certgate::supplicant::{Supplicant, Versions};
 use common::lab::*;
 use common::{TestServer, loopback_client};

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use certgate::pki::{ClientOptions, KeyType};
-use certgate::radius::Code;
+use certgate::proto::wire::Code;
 use certgate::supplicant::{Outcome, Supplicant, Versions};
 use common::lab::*;
 use common::latency::LatencyRelay;

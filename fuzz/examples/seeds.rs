@@ -7,10 +7,10 @@
 
 use std::path::Path;
 
-use certgate::eap::packet::{EapCode, build, method, push_eap_message};
+use certgate::proto::eap::packet::{EapCode, build, method, push_eap_message};
 use certgate::pki::{ClientOptions, KeyType, Pki};
-use certgate::radius::crypto::Secret;
-use certgate::radius::{Code, PacketBuilder};
+use certgate::proto::wire::crypto::Secret;
+use certgate::proto::wire::{Code, PacketBuilder};
 use certgate::supplicant::{EapTlsPeer, PeerStep, Versions, client_config};
 
 fn write(target: &str, name: &str, data: &[u8]) {

@@ -5,9 +5,9 @@
 
 use std::sync::LazyLock;
 
-use certgate::accounting::record::Record;
-use certgate::dictionary::Dictionary;
-use certgate::radius::Packet;
+use certgate::proto::accounting::record::Record;
+use certgate::proto::dictionary::Dictionary;
+use certgate::proto::wire::Packet;
 use libfuzzer_sys::fuzz_target;
 
 static DICTIONARY: LazyLock<Dictionary> = LazyLock::new(|| {

@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use certgate::dictionary::Dictionary;
+use certgate::proto::dictionary::Dictionary;
 use libfuzzer_sys::fuzz_target;
 
 static DIR: LazyLock<tempfile::TempDir> =

@@ -9,10 +9,10 @@
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use certgate::eap::service::{self, EapRequest, EapSettings, Handled, Reply};
-use certgate::eap::table::{ConversationTable, Limits};
+use certgate::proto::eap::service::{self, EapRequest, EapSettings, Handled, Reply};
+use certgate::proto::eap::table::{ConversationTable, Limits};
 use certgate::pki::{KeyType, Pki};
-use certgate::tls::{SessionStore, TlsContext, TlsPolicy};
+use certgate::proto::tls::{SessionStore, TlsContext, TlsPolicy};
 use libfuzzer_sys::fuzz_target;
 
 struct Engine {

@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use certgate::accounting::journal::{files, repair};
+use certgate::server::journal::{files, repair};
 use libfuzzer_sys::fuzz_target;
 
 // One directory for the whole run: a fresh one per execution made this

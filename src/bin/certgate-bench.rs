@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use certgate::bench::{self, Load};
-use certgate::radius::crypto::Secret;
+use certgate::proto::wire::crypto::Secret;
 use certgate::supplicant::{Supplicant, Versions, client_config_with};
 
 #[derive(Parser)]

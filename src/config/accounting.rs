@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{Problems, parse_duration, resolve};
-use crate::accounting::{AccountingConfig, JournalConfig};
+use crate::server::accounting::{AccountingConfig, JournalConfig};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -14,13 +14,13 @@ use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 
 use super::{Problems, either, parse_duration, read_secret, resolve};
-use crate::authz::cache::CacheSettings;
-use crate::authz::engine::{AuthzSettings, DirectoryKind, OnError};
-use crate::authz::file::{FileDirectory, RawUsers};
-use crate::authz::ldap::filter::{FilterTemplate, PLACEHOLDERS};
-use crate::authz::ldap::{GroupSource, IN_CHAIN_OID, LdapSettings, Nesting};
-use crate::authz::policy::{Policy, RawRule};
-use crate::dictionary::Dictionary;
+use crate::proto::authz::cache::CacheSettings;
+use crate::proto::authz::policy::{Policy, RawRule};
+use crate::proto::dictionary::Dictionary;
+use crate::server::authz::{AuthzSettings, DirectoryKind, OnError};
+use crate::server::directory::file::{FileDirectory, RawUsers};
+use crate::server::directory::ldap::filter::{FilterTemplate, PLACEHOLDERS};
+use crate::server::directory::ldap::{GroupSource, IN_CHAIN_OID, LdapSettings, Nesting};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -14,12 +14,12 @@ use serde::Deserialize;
 
 use super::authz::{self, RawAuthz};
 use super::{Problems, either, parse_duration, resolve};
-use crate::authz::engine::AuthzSettings;
-use crate::dictionary::Dictionary;
-use crate::eap::service::{EapSettings, max_fragment_size};
-use crate::eap::table::Limits;
-use crate::tls::identity::{Binding, IdentitySource};
-use crate::tls::{SessionStore, TlsContext, TlsMaterial, TlsPolicy, TlsVersion};
+use crate::proto::dictionary::Dictionary;
+use crate::proto::eap::service::{EapSettings, max_fragment_size};
+use crate::proto::eap::table::Limits;
+use crate::proto::tls::identity::{Binding, IdentitySource};
+use crate::proto::tls::{SessionStore, TlsContext, TlsMaterial, TlsPolicy, TlsVersion};
+use crate::server::authz::AuthzSettings;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -15,8 +15,8 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::dictionary::Dictionary;
-use crate::radius::crypto::Secret;
+use crate::proto::dictionary::Dictionary;
+use crate::proto::wire::crypto::Secret;
 use crate::server::http::{BearerToken, HttpSettings};
 
 mod accounting;
@@ -163,7 +163,7 @@ pub struct Config {
     /// EAP-TLS; None when `[tls]` names no certificate.
     pub eap: Option<Arc<EapConfig>>,
     /// Accounting; None when `[accounting]` names no journal directory.
-    pub accounting: Option<crate::accounting::AccountingConfig>,
+    pub accounting: Option<crate::server::accounting::AccountingConfig>,
     /// Valid but weaker than it looks ("key: what"): logged at every start
     /// and reload, printed by check-config.
     pub warnings: Vec<String>,
@@ -874,9 +874,9 @@ mod tests {
     /// configuration's defaults in benches, tests and the fuzzer.
     #[test]
     fn tls_and_table_defaults_are_the_configuration_defaults() {
-        use crate::eap::service::EapSettings;
         use crate::pki::{KeyType, Pki};
-        use crate::tls::TlsPolicy;
+        use crate::proto::eap::service::EapSettings;
+        use crate::proto::tls::TlsPolicy;
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Pki::open(dir.path());
         pki.init("a.example", KeyType::EcdsaP256).expect("pki");

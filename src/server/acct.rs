@@ -5,12 +5,12 @@
 //!
 //! Glue only: decoding, storage and sessions live in `accounting`.
 
-use crate::accounting::Accounting;
-use crate::dictionary::Dictionary;
-use crate::radius::{Code, Packet, PacketBuilder};
+use crate::proto::dictionary::Dictionary;
+use crate::proto::wire::{Code, Packet, PacketBuilder};
+use crate::server::accounting::Accounting;
 
-use super::handler::Response;
-use super::pipeline::{DropReason, Request};
+use crate::proto::admission::{DropReason, Request};
+use crate::proto::status::Response;
 
 pub async fn respond(
     accounting: &Accounting,

@@ -7,24 +7,25 @@
 
 use std::time::Instant;
 
-use crate::authz::engine::Authz;
-use crate::authz::{Authorizer, Decision, Subject};
 use crate::config::EapConfig;
-use crate::eap::conversation::{Conversation, Granted};
-use crate::eap::packet::reassemble;
-use crate::eap::reply::{ReplyContext, encode};
-use crate::eap::service::{self, EapRequest, Handled, Reply};
-use crate::eap::tls_session::{Established, Failure};
-use crate::radius::attr::{
+use crate::proto::authz::{Decision, Subject};
+use crate::proto::eap::conversation::{Conversation, Granted};
+use crate::proto::eap::packet::reassemble;
+use crate::proto::eap::reply::{ReplyContext, encode};
+use crate::proto::eap::service::{self, EapRequest, Handled, Reply};
+use crate::proto::eap::tls_session::{Established, Failure};
+use crate::proto::tls::{ChainError, TlsContext};
+use crate::proto::wire::attr::{
     CALLED_STATION_ID, CALLING_STATION_ID, CLASS, FRAMED_MTU, NAS_IDENTIFIER, STATE,
 };
-use crate::radius::packet::value_u32;
-use crate::radius::{Packet, PacketBuilder};
-use crate::tls::{ChainError, TlsContext};
+use crate::proto::wire::packet::value_u32;
+use crate::proto::wire::{Packet, PacketBuilder};
+use crate::server::authz::Authorizer;
+use crate::server::authz::Authz;
 
 use super::Shared;
-use super::handler::Response;
-use super::pipeline::{DropReason, Request};
+use crate::proto::admission::{DropReason, Request};
+use crate::proto::status::Response;
 
 fn text(value: Option<&[u8]>) -> Option<&str> {
     value.and_then(|v| std::str::from_utf8(v).ok())
@@ -64,7 +65,7 @@ pub async fn respond(
     };
     let table = &shared.conversations;
     let starts =
-        eap.first() == Some(&2) && eap.get(4) == Some(&crate::eap::packet::method::IDENTITY);
+        eap.first() == Some(&2) && eap.get(4) == Some(&crate::proto::eap::packet::method::IDENTITY);
     let reply = match service::handle(table, &tls.server, settings, &req, Instant::now()) {
         Handled::Done(reply) => reply,
         Handled::Authorize(out) => {

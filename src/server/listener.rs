@@ -12,13 +12,13 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use crate::radius::{Code, MAX_LEN};
+use crate::proto::wire::{Code, MAX_LEN};
 
-use super::droplog::Permit;
-use super::handler::{self, Response};
-use super::pipeline::{self, Admission, DropReason, Listener, Request};
 use super::{ServerError, Shared};
 use super::{acct, eap_auth};
+use crate::proto::admission::{self as pipeline, Admission, DropReason, Listener, Request};
+use crate::proto::droplog::Permit;
+use crate::proto::status::{self as handler, Response};
 
 /// Binds a UDP socket with the requested receive buffer. Linux caps the
 /// buffer at net.core.rmem_max; a smaller result is logged, not fatal.

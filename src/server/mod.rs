@@ -5,15 +5,14 @@
 //! Wiring and lifecycle only; packet decisions live in `pipeline` (sans-I/O)
 //! and `handler`.
 
+pub mod accounting;
 mod acct;
-pub mod clients;
-pub mod dedup;
-mod droplog;
+pub mod authz;
+pub mod directory;
 mod eap_auth;
-pub mod handler;
 pub mod http;
+pub mod journal;
 mod listener;
-pub mod pipeline;
 mod reload;
 
 use std::net::SocketAddr;
@@ -26,16 +25,17 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::accounting::{Accounting, Query};
-use crate::authz::engine::Authz;
 use crate::config::Config;
-use crate::eap::table::{ConversationTable, Expiry, Limits};
 use crate::metrics::{Metrics, MetricsError};
-use crate::tls::{SessionStore, TlsContext, TlsError};
+use crate::proto::eap::table::{ConversationTable, Expiry, Limits};
+use crate::proto::tls::{SessionStore, TlsContext, TlsError};
+use crate::server::accounting::{Accounting, Query};
+use crate::server::authz::Authz;
 
-use clients::ClientTable;
-use dedup::DedupCache;
-use pipeline::{DropReason, Listener};
+use crate::proto::admission::{DropReason, Listener};
+use crate::proto::clients::ClientTable;
+use crate::proto::dedup::DedupCache;
+use crate::proto::droplog;
 
 #[derive(Debug, Error)]
 pub enum ServerError {

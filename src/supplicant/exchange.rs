@@ -4,15 +4,15 @@
 //!
 //! Sans-I/O: bytes in and out.
 
-use crate::eap::packet::{push_eap_message, reassemble};
-use crate::radius::attr::{
+use crate::proto::eap::packet::{push_eap_message, reassemble};
+use crate::proto::wire::attr::{
     CALLING_STATION_ID, FRAMED_MTU, MS_MPPE_RECV_KEY, MS_MPPE_SEND_KEY, NAS_IDENTIFIER,
     PROXY_STATE, STATE, USER_NAME, VENDOR_MICROSOFT,
 };
-use crate::radius::crypto::{
+use crate::proto::wire::crypto::{
     Secret, mppe_decrypt, verify_reply_message_authenticator, verify_response_authenticator,
 };
-use crate::radius::{Code, Packet, PacketBuilder};
+use crate::proto::wire::{Code, Packet, PacketBuilder};
 
 /// A checked reply.
 #[derive(Debug, Clone)]
@@ -117,7 +117,7 @@ impl Exchange {
         if offset.is_none() {
             return Err("Message-Authenticator missing".into());
         }
-        if self.message_authenticator_first && offset != Some(crate::radius::HEADER_LEN) {
+        if self.message_authenticator_first && offset != Some(crate::proto::wire::HEADER_LEN) {
             return Err("Message-Authenticator missing or not first".into());
         }
         if !verify_reply_message_authenticator(&p, &self.authenticator, &self.secret) {

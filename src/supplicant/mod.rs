@@ -20,8 +20,8 @@ use rustls::{ClientConfig, ProtocolVersion, RootCertStore};
 use thiserror::Error;
 use tokio::net::UdpSocket;
 
-use crate::radius::Code;
-use crate::radius::crypto::Secret;
+use crate::proto::wire::Code;
+use crate::proto::wire::crypto::Secret;
 
 pub use exchange::{Exchange, Reply};
 pub use peer::{EapTlsPeer, PeerError, PeerStep};
@@ -200,11 +200,11 @@ impl Supplicant {
                         // Like a real supplicant: acknowledge the server's
                         // last message (often an alert) to hear its verdict.
                         let id = reply.eap.get(1).copied().unwrap_or(0);
-                        let ack = crate::eap::packet::build(
-                            crate::eap::EapCode::Response,
+                        let ack = crate::proto::eap::packet::build(
+                            crate::proto::eap::EapCode::Response,
                             id,
-                            Some(crate::eap::packet::method::TLS),
-                            &crate::eap::tls_frag::ack(),
+                            Some(crate::proto::eap::packet::method::TLS),
+                            &crate::proto::eap::tls_frag::ack(),
                         );
                         let request = ex.request(&ack);
                         let last = self

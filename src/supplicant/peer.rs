@@ -11,8 +11,8 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, ProtocolVersion};
 use thiserror::Error;
 
-use crate::eap::packet::{self, EapCode, EapPacket, method};
-use crate::eap::tls_frag::{self, FLAG_S, Fragmenter, Incoming, Reassembler};
+use crate::proto::eap::packet::{self, EapCode, EapPacket, method};
+use crate::proto::eap::tls_frag::{self, FLAG_S, Fragmenter, Incoming, Reassembler};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum PeerError {

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use certgate::pki::{ClientOptions, KeyType, Pki};
-use certgate::radius::crypto::Secret;
+use certgate::proto::wire::crypto::Secret;
 use certgate::supplicant::{Outcome, Supplicant, Versions, client_config};
 use serde_json::Value;
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use certgate::bench::random_station;
-use certgate::radius::crypto::Secret;
+use certgate::proto::wire::crypto::Secret;
 use certgate::supplicant::{Outcome, Supplicant};
 
 pub struct Sample {

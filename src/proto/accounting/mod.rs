@@ -1,0 +1,7 @@
+//! Accounting's sans-I/O half (RFC 2866): a verified Accounting-Request
+//! decoded into the record the journal stores (`record`), and the live
+//! sessions those records drive (`sessions`). Storing records is the
+//! shell's job (`server::journal`).
+
+pub mod record;
+pub mod sessions;

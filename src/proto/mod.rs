@@ -1,0 +1,24 @@
+//! The protocol engine: everything that decides. RADIUS decoding,
+//! verification and encoding (`wire`, with the `dictionary`), client
+//! admission and duplicate detection (`admission`, `clients`, `dedup`),
+//! Status-Server and plain answers (`status`), EAP and EAP-TLS (`eap`),
+//! certificate checks and identities (`tls`), authorization decisions
+//! (`authz`), and accounting records and sessions (`accounting`).
+//!
+//! Sans-I/O: bytes, the current time and a random source come in as
+//! arguments, decisions go out. Nothing here reads a clock, a file, a
+//! socket or the environment, or uses tokio; `tests/purity.rs` fails if
+//! anything does. The shell (`server`) does the I/O.
+
+pub mod accounting;
+pub mod admission;
+pub mod authz;
+pub mod clients;
+pub mod dedup;
+pub mod dictionary;
+pub mod droplog;
+pub mod eap;
+pub mod hex;
+pub mod status;
+pub mod tls;
+pub mod wire;
