@@ -20,7 +20,7 @@ set -euo pipefail
 if [ -n "${DECISION_LOG:-}" ]; then
   export FR_AUTH_LOG=yes
 else
-  export BENCH_LOG_LEVEL="warn,certgate::server=info,certgate::server::eap_auth=warn,certgate::server::listener=warn"
+  export BENCH_LOG_LEVEL="warn,certgate::server=info,certgate::proto=warn"
 fi
 secs=${1:-10}
 eap_conc=${EAP_CONCURRENCY:-16}

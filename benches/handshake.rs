@@ -1,10 +1,11 @@
 //! The cost of a full mutual-auth handshake on the server side, twice: a
 //! bare rustls `ServerConnection` (the floor: the same certificates, the
 //! same crypto provider, no EAP, no RADIUS), and the same handshake as
-//! certgate runs it — RADIUS decode and Message-Authenticator check, EAP
-//! reassembly, the conversation table, EAP-TLS fragmentation, the
-//! certificate identity, and the reply with its authenticators and MPPE
-//! keys. Only server-side calls are timed (`iter_custom`); the client runs
+//! certgate's engine runs it — admission (RADIUS decode,
+//! Message-Authenticator check, duplicate cache), EAP reassembly, the
+//! conversation table, EAP-TLS fragmentation, the certificate identity,
+//! the users-file look-up and the policy, and the reply with its
+//! authenticators and MPPE keys. Only server-side calls are timed (`iter_custom`); the client runs
 //! in the same loop untimed. The ratio eap/bare is the overhead certgate
 //! adds to TLS; sockets and the async runtime are measured by
 //! `certgate-bench` instead.
@@ -19,16 +20,15 @@ use rustls::pki_types::ServerName;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
 
+use certgate::config::Config;
+use certgate::metrics::Metrics;
 use certgate::pki::{ClientOptions, KeyType, Pki};
-use certgate::proto::eap::conversation::Granted;
-use certgate::proto::eap::packet::reassemble;
-use certgate::proto::eap::reply::{ReplyContext, encode};
-use certgate::proto::eap::service::{self, EapRequest, EapSettings, Handled, Reply};
-use certgate::proto::eap::table::{ConversationTable, Limits};
-use certgate::proto::tls::{SessionStore, TlsContext, TlsMaterial, TlsPolicy};
-use certgate::proto::wire::Packet;
-use certgate::proto::wire::attr::STATE;
-use certgate::proto::wire::crypto::{Secret, verify_message_authenticator};
+use certgate::proto::admission::Listener;
+use certgate::proto::tls::TlsMaterial;
+use certgate::proto::wire::crypto::Secret;
+use certgate::proto::{Action, Answer, Engine, Received, Work};
+use certgate::server::directory::Directory;
+use certgate::server::time::now;
 use certgate::supplicant::exchange::Exchange;
 use certgate::supplicant::peer::{EapTlsPeer, PeerStep};
 use certgate::supplicant::{Versions, client_config_with};
@@ -37,6 +37,7 @@ const CLIENT: &str = "alice@example.org";
 
 struct Setup {
     _dir: tempfile::TempDir,
+    pki: Pki,
     material: TlsMaterial,
     client12: Arc<ClientConfig>,
     client13: Arc<ClientConfig>,
@@ -65,6 +66,7 @@ fn setup(key: KeyType) -> Setup {
         client12: client(Versions::Tls12),
         client13: client(Versions::Tls13),
         material,
+        pki,
         _dir: dir,
     }
 }
@@ -137,87 +139,90 @@ fn bare_handshake(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>) -> Dur
     spent
 }
 
+/// certgate's engine on loopback ports it never binds: EAP-TLS with the
+/// users file (alice in "all" → VLAN 20), no resumption, no chain cache,
+/// no CRLs, as `bench/compare.sh` runs the server.
 struct Eap {
-    table: ConversationTable,
-    tls: TlsContext,
-    settings: EapSettings,
+    engine: Engine,
+    directory: Box<dyn Directory>,
     secret: Secret,
+    _dir: tempfile::TempDir,
 }
 
-fn eap_server(material: &TlsMaterial) -> Eap {
-    let policy = TlsPolicy {
-        crl_missing_rejects: false,
-        crl_expired_rejects: false,
-        resumption: false,
-        session_cache_entries: 1000,
-        verified_chain_cache: 0,
-        ..TlsPolicy::default()
-    };
-    let sessions = Arc::new(SessionStore::new(1000, Duration::from_secs(3600)));
-    let settings = EapSettings {
-        fragment_size: 1024,
-        max_message: 64 * 1024,
-        table: Limits {
-            cap: 1000,
-            per_nas: 1000,
-            ..Limits::default()
-        },
-        ..EapSettings::default()
-    };
+fn eap_server(pki: &Pki) -> Eap {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("users.toml"),
+        "[users.\"alice@example.org\"]\ngroups = [\"all\"]\n",
+    )
+    .expect("users");
+    let q = |p: std::path::PathBuf| format!("{:?}", p.display().to_string());
+    let dictionary =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dictionaries/dictionary");
+    let text = format!(
+        "[server]\ndictionary = {}\n[metrics]\nlisten = \"\"\n\
+         [[clients]]\nname = \"bench\"\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n\
+         [eap]\nfragment_size = 1024\n\
+         [tls]\ncertificate = {}\nprivate_key = {}\nca = [{}]\nresumption = false\nverified_chain_cache = 0\n\
+         [authz]\nusers = {}\n[[authz.rule]]\ngroups_any = \"all\"\nvlan = 20\n",
+        q(dictionary),
+        q(pki.path("server.pem")),
+        q(pki.path("server.key")),
+        q(pki.path("ca.pem")),
+        q(dir.path().join("users.toml")),
+    );
+    let path = dir.path().join("certgate.toml");
+    std::fs::write(&path, text).expect("config");
+    let config = Config::load(&path).expect("valid config");
+    let metrics = Metrics::new().expect("metrics");
+    let directory = certgate::server::directory::open(
+        &config.eap.as_ref().expect("eap").authz.directory,
+        &metrics.authz,
+    );
     Eap {
-        table: ConversationTable::new(settings.table),
-        tls: TlsContext::build(material, &policy, &sessions).expect("tls context"),
-        settings,
+        engine: Engine::new(Arc::new(config), metrics, now()).expect("engine"),
+        directory,
         secret: Secret::new(b"testing123"),
+        _dir: dir,
     }
 }
 
-/// certgate's work on one Access-Request, less sockets and the runtime.
+/// certgate's work on one Access-Request, less the socket and the runtime:
+/// admission, the EAP-TLS step, the directory look-up (the users file,
+/// answered at once) and the reply.
 fn eap_step(eap: &Eap, datagram: &[u8]) -> Vec<u8> {
-    let packet = Packet::decode(datagram).expect("decode");
-    assert!(verify_message_authenticator(&packet, &eap.secret));
-    let message = reassemble(&packet).expect("eap");
-    let req = EapRequest {
-        eap: &message,
-        state: packet.attribute(STATE),
-        nas: "bench",
-        ..EapRequest::default()
+    let from = "127.0.0.1:4000".parse().expect("address");
+    let rng = &mut rand::rng();
+    let Received::Process(request) = eap.engine.receive(now(), Listener::Auth, from, datagram)
+    else {
+        panic!("not admitted");
     };
-    let reply = match service::handle(
-        &eap.table,
-        &eap.tls.server,
-        &eap.settings,
-        &req,
-        Instant::now(),
-    ) {
-        Handled::Done(reply) => reply,
-        Handled::Authorize(out) => {
-            let chain = &out
-                .conversation
-                .as_ref()
-                .and_then(|c| c.established.as_ref())
-                .expect("established")
-                .peer_chain;
-            let identity = eap.tls.identity(chain, false).expect("identity");
-            let granted = Granted {
-                identity: identity.cn().unwrap_or_default().to_string(),
-                attributes: vec![
-                    (64, vec![0, 0, 0, 13]),
-                    (65, vec![0, 0, 0, 6]),
-                    (81, b"20".to_vec()),
-                ],
-            };
-            service::finish(&eap.table, out, Ok(granted), &eap.settings, Instant::now())
+    let mut action = eap.engine.process(now(), request, rng);
+    loop {
+        match action {
+            Action::Send { bytes, .. } => return bytes.to_vec(),
+            Action::Ask {
+                ticket,
+                work: Work::Lookup { identity, .. },
+            } => {
+                let lookup = futures_ready(eap.directory.lookup(&identity));
+                action = eap
+                    .engine
+                    .resume(now(), ticket, Answer::Lookup(lookup), rng);
+            }
+            other => panic!("{other:?}"),
         }
-    };
-    let ctx = ReplyContext {
-        request: &packet,
-        secret: &eap.secret,
-    };
-    if let Reply::Reject { failure, .. } = &reply {
-        panic!("rejected: {failure:?}");
     }
-    encode(&reply, &ctx).expect("encode").expect("reply").1
+}
+
+/// The users file answers without waiting: its future is ready at once.
+fn futures_ready<T>(f: impl std::future::Future<Output = T>) -> T {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("the users file does not wait"),
+    }
 }
 
 /// One EAP-TLS conversation; returns the time spent in server calls.
@@ -242,7 +247,7 @@ fn eap_handshake(eap: &Eap, client: &Arc<ClientConfig>) -> Duration {
 fn bench_key(c: &mut Criterion, key: KeyType, label: &str) {
     let s = setup(key);
     let bare = bare_server(&s.material);
-    let eap = eap_server(&s.material);
+    let eap = eap_server(&s.pki);
     let mut group = c.benchmark_group(format!("full handshake, server side, {label}"));
     for (version, client) in [("TLS 1.2", &s.client12), ("TLS 1.3", &s.client13)] {
         group.bench_function(format!("bare rustls {version}"), |b| {

@@ -30,13 +30,16 @@ use certgate::proto::tls::identity::CertIdentity;
 use certgate::proto::wire::crypto::{
     Secret, verify_message_authenticator, verify_request_authenticator,
 };
-use certgate::proto::wire::{Code, Packet, PacketBuilder};
+use certgate::proto::wire::{Code, Packet, PacketBuilder, ReplyTo};
 use certgate::server::journal::{Journal, JournalConfig};
 use certgate::supplicant::exchange::Exchange;
 
 fn dictionary() -> Dictionary {
-    Dictionary::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("dictionaries/dictionary"))
-        .expect("dictionaries")
+    Dictionary::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("dictionaries/dictionary"),
+        &|p| std::fs::read_to_string(p),
+    )
+    .expect("dictionaries")
 }
 
 fn accounting_request(secret: &Secret, n: u32) -> Vec<u8> {
@@ -78,17 +81,19 @@ fn radius(c: &mut Criterion) {
             assert!(verify_request_authenticator(&p, &secret));
         })
     });
-    let request = Packet::decode(&access).expect("decode");
+    let request = ReplyTo::of(&Packet::decode(&access).expect("decode"));
     let ctx = ReplyContext {
-        request: &request,
+        to: &request,
         secret: &secret,
+        key_name_requested: true,
     };
+    let rng = &mut rand::rng();
     let challenge = Reply::Challenge {
         eap: vec![0x5a; 1034],
         state: [3; 16],
     };
     g.bench_function("encode Access-Challenge (1034 B EAP, State)", |b| {
-        b.iter(|| encode(black_box(&challenge), &ctx).expect("encode"))
+        b.iter(|| encode(black_box(&challenge), &ctx, rng).expect("encode"))
     });
     let keys = Keys {
         msk: [1; 64],
@@ -118,7 +123,7 @@ fn radius(c: &mut Criterion) {
     };
     g.bench_function(
         "encode Access-Accept (MPPE keys, EAP-Key-Name, VLAN)",
-        |b| b.iter(|| encode(black_box(&accept), &ctx).expect("encode")),
+        |b| b.iter(|| encode(black_box(&accept), &ctx, rng).expect("encode")),
     );
     g.finish();
 }

@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 
 static DICTIONARY: LazyLock<Dictionary> = LazyLock::new(|| {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dictionaries/dictionary");
-    Dictionary::from_file(&path).expect("the shipped dictionaries load")
+    Dictionary::load(&path, &|p| std::fs::read_to_string(p)).expect("the shipped dictionaries load")
 });
 
 fuzz_target!(|data: &[u8]| {

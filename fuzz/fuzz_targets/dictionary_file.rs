@@ -12,7 +12,7 @@ static DIR: LazyLock<tempfile::TempDir> =
 fuzz_target!(|data: &[u8]| {
     let path = DIR.path().join("dictionary");
     std::fs::write(&path, data).expect("write");
-    if let Ok(d) = Dictionary::from_file(&path) {
+    if let Ok(d) = Dictionary::load(&path, &|p| std::fs::read_to_string(p)) {
         let _ = d.attribute("User-Name");
         let _ = d.attribute_count();
     }

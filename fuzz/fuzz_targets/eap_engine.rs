@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use certgate::proto::eap::service::{self, EapRequest, EapSettings, Handled, Reply};
 use certgate::proto::eap::table::{ConversationTable, Limits};
 use certgate::pki::{KeyType, Pki};
+use certgate::proto::clock::Clock;
 use certgate::proto::tls::{SessionStore, TlsContext, TlsPolicy};
+use rand::SeedableRng;
 use libfuzzer_sys::fuzz_target;
 
 struct Engine {
@@ -33,7 +35,8 @@ static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
         verified_chain_cache: 100,
         ..TlsPolicy::default()
     };
-    let sessions = Arc::new(SessionStore::new(100, Duration::from_secs(60)));
+    let clock = Arc::new(Clock::new(certgate::server::time::now()));
+    let sessions = Arc::new(SessionStore::new(100, Duration::from_secs(60), clock));
     let material = pki.server_material().expect("material");
     Engine {
         tls: TlsContext::build(&material, &policy, &sessions).expect("tls"),
@@ -53,7 +56,9 @@ static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
 
 fuzz_target!(|data: &[u8]| {
     let e = &*ENGINE;
-    let table = ConversationTable::new(e.settings.table);
+    let table = Arc::new(ConversationTable::new(e.settings.table));
+    // Seeded: a crashing input replays exactly.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut now = Instant::now();
     let mut state = None;
     let mut rest = data;
@@ -75,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
             ..EapRequest::default()
         };
         now += Duration::from_millis(u64::from(flags >> 4) * 100);
-        let reply = match service::handle(&table, &e.tls.server, &e.settings, &req, now) {
+        let reply = match service::handle(&table, &e.tls.server, &e.settings, &req, now, &mut rng) {
             Handled::Done(r) => r,
             Handled::Authorize(out) => {
                 service::finish(&table, out, Ok(Default::default()), &e.settings, now)

@@ -8,7 +8,19 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{Problems, parse_duration, resolve};
-use crate::server::accounting::{AccountingConfig, JournalConfig};
+use std::time::Duration;
+
+use crate::server::journal::JournalConfig;
+
+/// `[accounting]` as checked: where the journal lives (the shell's) and how
+/// live sessions age (the engine's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountingConfig {
+    pub journal: JournalConfig,
+    pub session_timeout: Duration,
+    pub duplicate_window: Duration,
+    pub max_sessions: usize,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -15,12 +15,13 @@ use serde::Deserialize;
 
 use super::{Problems, either, parse_duration, read_secret, resolve};
 use crate::proto::authz::cache::CacheSettings;
+use crate::proto::authz::decide::{DecisionSettings, OnError};
 use crate::proto::authz::policy::{Policy, RawRule};
 use crate::proto::dictionary::Dictionary;
-use crate::server::authz::{AuthzSettings, DirectoryKind, OnError};
 use crate::server::directory::file::{FileDirectory, RawUsers};
 use crate::server::directory::ldap::filter::{FilterTemplate, PLACEHOLDERS};
 use crate::server::directory::ldap::{GroupSource, IN_CHAIN_OID, LdapSettings, Nesting};
+use crate::server::directory::{AuthzSettings, DirectoryKind};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -196,13 +197,21 @@ pub(super) fn validate(
             None
         }
     };
+    let directory = directory?;
+    let name = match &directory {
+        DirectoryKind::File(_) => "file",
+        DirectoryKind::Ldap(_) => "ldap",
+    };
     Some(AuthzSettings {
-        directory: directory?,
-        policy: Arc::new(policy?),
-        cache,
-        timeout,
-        on_error,
-        unknown_to_policy,
+        directory,
+        decision: DecisionSettings {
+            policy: Arc::new(policy?),
+            cache,
+            timeout,
+            on_error,
+            unknown_to_policy,
+            directory: name,
+        },
     })
 }
 

@@ -14,12 +14,13 @@ use serde::Deserialize;
 
 use super::authz::{self, RawAuthz};
 use super::{Problems, either, parse_duration, resolve};
+use crate::proto::clock::Clock;
 use crate::proto::dictionary::Dictionary;
 use crate::proto::eap::service::{EapSettings, max_fragment_size};
 use crate::proto::eap::table::Limits;
 use crate::proto::tls::identity::{Binding, IdentitySource};
 use crate::proto::tls::{SessionStore, TlsContext, TlsMaterial, TlsPolicy, TlsVersion};
-use crate::server::authz::AuthzSettings;
+use crate::server::directory::AuthzSettings;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -311,7 +312,8 @@ pub(super) fn validate(
     };
     // Build once now so a mismatched key or unusable CA fails start-up and
     // check-config, not the first authentication.
-    let probe = SessionStore::new(1, Duration::from_secs(1));
+    let clock = Arc::new(Clock::new(crate::server::time::now()));
+    let probe = SessionStore::new(1, Duration::from_secs(1), clock);
     if let Err(e) = TlsContext::build(&material, &tls_policy, &Arc::new(probe)) {
         p.add("tls", e);
         return None;

@@ -23,6 +23,7 @@ mod accounting;
 mod authz;
 mod eap;
 
+pub use accounting::AccountingConfig;
 pub use eap::{EapConfig, load_crls};
 
 #[derive(Debug, Error)]
@@ -163,7 +164,7 @@ pub struct Config {
     /// EAP-TLS; None when `[tls]` names no certificate.
     pub eap: Option<Arc<EapConfig>>,
     /// Accounting; None when `[accounting]` names no journal directory.
-    pub accounting: Option<crate::server::accounting::AccountingConfig>,
+    pub accounting: Option<AccountingConfig>,
     /// Valid but weaker than it looks ("key: what"): logged at every start
     /// and reload, printed by check-config.
     pub warnings: Vec<String>,
@@ -520,7 +521,7 @@ impl Config {
         let shutdown_timeout =
             parse_duration(&mut p, "server.shutdown_timeout", &s.shutdown_timeout);
         let dictionary_path = resolve(base, &s.dictionary);
-        let dictionary = match Dictionary::from_file(&dictionary_path) {
+        let dictionary = match Dictionary::load(&dictionary_path, &|p| std::fs::read_to_string(p)) {
             Ok(d) => Some(d),
             Err(e) => {
                 p.add("server.dictionary", e);

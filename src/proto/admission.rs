@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crate::config::ClientConfig;
 use crate::proto::wire::crypto::{verify_message_authenticator, verify_request_authenticator};
-use crate::proto::wire::{BuildError, Code, DecodeError, Packet};
+use crate::proto::wire::{BuildError, Code, DecodeError, OwnedPacket, Packet};
 
 use super::clients::ClientTable;
 use super::dedup::{DedupCache, DedupKey, Lookup};
@@ -54,6 +54,8 @@ pub enum DropReason {
     /// The answer does not fit in a RADIUS packet (the request's
     /// Proxy-States, echoed, leave no room).
     Unanswerable(BuildError),
+    /// A bug: logged with details where it happened.
+    Internal,
 }
 
 impl DropReason {
@@ -74,12 +76,13 @@ impl DropReason {
             DropReason::EapDiscarded => "eap_discarded",
             DropReason::AccountingNotStored => "accounting_not_stored",
             DropReason::Unanswerable(_) => "unanswerable",
+            DropReason::Internal => "internal",
         }
     }
 
     /// Every label value, so the metric families can be pre-populated and
     /// dashboards see zeros rather than missing series.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::UnknownClient,
         DropReason::Malformed(DecodeError::ShortDatagram(0)),
         DropReason::UnsupportedCode,
@@ -93,6 +96,7 @@ impl DropReason {
         DropReason::EapDiscarded,
         DropReason::AccountingNotStored,
         DropReason::Unanswerable(BuildError::PacketTooLong(0)),
+        DropReason::Internal,
     ];
 }
 
@@ -102,26 +106,25 @@ pub struct Request {
     pub listener: Listener,
     pub client: Arc<ClientConfig>,
     pub source: SocketAddr,
-    /// The packet's octets up to its Length (padding removed).
-    pub bytes: Vec<u8>,
+    /// The packet, decoded once, up to its Length (padding removed).
+    pub packet: OwnedPacket,
     /// None when the duplicate cache was full.
     pub dedup_key: Option<DedupKey>,
     pub received: Instant,
 }
 
 impl Request {
-    /// The packet view; decoding cannot fail again on bytes that passed
-    /// admission, but the error is passed on rather than assumed away.
-    pub fn packet(&self) -> Result<Packet<'_>, DecodeError> {
-        Packet::decode(&self.bytes)
+    /// The packet view, without decoding it again.
+    pub fn packet(&self) -> Packet<'_> {
+        self.packet.view()
     }
 
     pub fn code(&self) -> Code {
-        Code::from(self.bytes[0])
+        self.packet().code()
     }
 
     pub fn identifier(&self) -> u8 {
-        self.bytes[1]
+        self.packet().identifier()
     }
 }
 
@@ -229,7 +232,7 @@ pub fn admit(
         listener,
         client: client.clone(),
         source,
-        bytes: packet.bytes().to_vec(),
+        packet: OwnedPacket::of(&packet),
         dedup_key,
         received: now,
     })

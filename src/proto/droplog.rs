@@ -5,8 +5,9 @@
 //! Lets through `PER_SECOND` lines a second and then one summary of how
 //! many were suppressed. It must not decide what is dropped.
 
-use std::sync::Mutex;
 use std::time::Instant;
+
+use parking_lot::Mutex;
 
 const PER_SECOND: u32 = 20;
 
@@ -30,10 +31,11 @@ pub enum Permit {
     Quiet,
 }
 
-impl Default for DropLog {
-    fn default() -> Self {
+impl DropLog {
+    /// Windows of a second counted from `start`.
+    pub fn new(start: Instant) -> Self {
         DropLog {
-            start: Instant::now(),
+            start,
             state: Mutex::new(Window {
                 second: 0,
                 logged: 0,
@@ -41,12 +43,10 @@ impl Default for DropLog {
             }),
         }
     }
-}
 
-impl DropLog {
     pub fn permit(&self, now: Instant) -> Permit {
         let second = now.saturating_duration_since(self.start).as_secs();
-        let mut w = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = self.state.lock();
         let mut suppressed = 0;
         if w.second != second {
             suppressed = w.suppressed;
@@ -73,8 +73,8 @@ mod tests {
 
     #[test]
     fn limits_then_reports() {
-        let log = DropLog::default();
-        let t = log.start;
+        let t = std::time::Instant::now();
+        let log = DropLog::new(t);
         let allowed = (0..100)
             .filter(|_| matches!(log.permit(t), Permit::Log { .. }))
             .count();

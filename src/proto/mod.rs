@@ -10,15 +10,22 @@
 //! socket or the environment, or uses tokio; `tests/purity.rs` fails if
 //! anything does. The shell (`server`) does the I/O.
 
+mod access;
 pub mod accounting;
 pub mod admission;
 pub mod authz;
 pub mod clients;
+pub mod clock;
 pub mod dedup;
 pub mod dictionary;
 pub mod droplog;
 pub mod eap;
+pub mod engine;
 pub mod hex;
+pub mod runtime;
 pub mod status;
 pub mod tls;
 pub mod wire;
+
+pub use clock::Now;
+pub use engine::{Action, Answer, Engine, Received, Ticket, Work};

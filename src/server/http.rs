@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
-use crate::server::accounting::{Query, parse_cursor};
+use crate::proto::accounting::sessions::{Query, parse_cursor};
 
 /// Largest request head read.
 const MAX_HEAD: usize = 8192;
@@ -450,7 +450,7 @@ mod tests {
         ] {
             assert!(sessions_query(bad).is_err(), "{bad}");
         }
-        let cursor = crate::server::accounting::cursor("ap-1", "s 1");
+        let cursor = crate::proto::accounting::sessions::cursor("ap-1", "s 1");
         let q = sessions_query(&format!("nas=ap-1&after={cursor}")).expect("valid");
         assert_eq!(q.after, Some(("ap-1".into(), "s 1".into())));
         assert_eq!(q.nas.as_deref(), Some("ap-1"));

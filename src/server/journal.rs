@@ -23,6 +23,7 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use crate::metrics::AccountingMetrics;
+use crate::proto::accounting::record::Record;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum JournalError {
@@ -311,6 +312,37 @@ impl Writer {
             }
         }
     }
+}
+
+/// Repairs a torn tail, then reads back the records of the journal files
+/// modified within `horizon` (older ones hold no live session), in write
+/// order, handing each to `apply`. Returns how many were read.
+pub fn replay(dir: &Path, horizon: Duration, mut apply: impl FnMut(&Record)) -> u64 {
+    if let Err(e) = repair(dir) {
+        tracing::error!(error = %e, "journal repair failed");
+    }
+    let since = std::time::SystemTime::now()
+        .checked_sub(horizon)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let mut replayed = 0;
+    for file in files(dir) {
+        let recent_enough = std::fs::metadata(&file)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= since);
+        if !recent_enough {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for line in text.lines() {
+            if let Ok(r) = serde_json::from_str::<Record>(line) {
+                apply(&r);
+                replayed += 1;
+            }
+        }
+    }
+    replayed
 }
 
 /// Journal files in write order.

@@ -1,25 +1,27 @@
-//! The running server: binds the listeners and the metrics endpoint, runs
-//! them on tokio, reloads on SIGHUP and shuts down gracefully on SIGINT or
-//! SIGTERM.
+//! The I/O shell around the engine: binds the UDP listeners and the HTTP
+//! endpoint, drives `proto::Engine` (its actions: send, ask the directory,
+//! write the journal), ticks it every second, reloads on SIGHUP and shuts
+//! down gracefully on SIGINT or SIGTERM.
 //!
-//! Wiring and lifecycle only; packet decisions live in `pipeline` (sans-I/O)
-//! and `handler`.
+//! An Access-Request's path: `udp::run` receives it and asks the engine to
+//! admit it, a task asks the engine to process it, `drive` carries out what
+//! the engine asks for (a directory look-up in `directory`, a journal write
+//! in `journal`) and hands back the answers, and `udp` sends the reply.
+//!
+//! Decides nothing: every protocol decision is the engine's.
 
-pub mod accounting;
-mod acct;
-pub mod authz;
 pub mod directory;
-mod eap_auth;
 pub mod http;
 pub mod journal;
-mod listener;
 mod reload;
+pub mod time;
+mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use thiserror::Error;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
@@ -27,15 +29,12 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::metrics::{Metrics, MetricsError};
-use crate::proto::eap::table::{ConversationTable, Expiry, Limits};
-use crate::proto::tls::{SessionStore, TlsContext, TlsError};
-use crate::server::accounting::{Accounting, Query};
-use crate::server::authz::Authz;
-
-use crate::proto::admission::{DropReason, Listener};
-use crate::proto::clients::ClientTable;
-use crate::proto::dedup::DedupCache;
-use crate::proto::droplog;
+use crate::proto::admission::Listener;
+use crate::proto::tls::TlsError;
+use crate::proto::{Action, Answer, Engine, Work};
+use directory::Directory;
+use journal::Journal;
+use time::now;
 
 #[derive(Debug, Error)]
 pub enum ServerError {
@@ -53,73 +52,68 @@ pub enum ServerError {
     Tls(#[from] TlsError),
 }
 
-/// What a reload can replace while sockets stay open.
-pub struct Runtime {
-    pub config: Arc<Config>,
-    pub clients: ClientTable,
-    /// Built from `config.eap`; None when EAP-TLS is not configured.
-    pub tls: Option<TlsContext>,
-    /// Built from `config.eap.authz`: a reload gets a fresh cache and fresh
-    /// LDAP connections.
-    pub authz: Option<Arc<Authz>>,
+/// What every task shares: the engine and what it asks for.
+pub struct Shell {
+    pub engine: Arc<Engine>,
+    /// The directory of the running configuration (None without
+    /// EAP-TLS); a reload swaps in a fresh one (new LDAP connections).
+    pub directory: ArcSwapOption<Box<dyn Directory>>,
+    /// The accounting journal; None without `[accounting]`.
+    pub journal: Option<Journal>,
+    pub metrics: Arc<Metrics>,
+    /// Requests being processed; bounded by `server.max_in_flight`.
+    pub in_flight: Arc<Semaphore>,
 }
 
-impl Runtime {
-    /// Builds the TLS configuration; the session store carries over so
-    /// reloads keep resumption working.
-    pub(crate) fn new(
-        config: Arc<Config>,
-        sessions: &Arc<SessionStore>,
-        metrics: &Metrics,
-    ) -> Result<Self, TlsError> {
-        let clients = ClientTable::new(&config.clients);
-        let tls = match &config.eap {
-            Some(eap) => Some(TlsContext::build(&eap.material, &eap.tls_policy, sessions)?),
-            None => None,
-        };
-        let authz = config
+impl Shell {
+    /// Opens the directory `config` names (connecting on first use).
+    fn directory_for(config: &Config, metrics: &Metrics) -> Option<Arc<Box<dyn Directory>>> {
+        config
             .eap
             .as_ref()
-            .map(|eap| Arc::new(Authz::new(eap.authz.clone(), metrics.authz.clone())));
-        Ok(Runtime {
-            config,
-            clients,
-            tls,
-            authz,
-        })
+            .map(|eap| Arc::new(directory::open(&eap.authz.directory, &metrics.authz)))
     }
 }
 
-/// State every listener task shares.
-pub struct Shared {
-    pub runtime: ArcSwap<Runtime>,
-    pub dedup: DedupCache,
-    pub metrics: Arc<Metrics>,
-    pub in_flight: Arc<Semaphore>,
-    pub conversations: ConversationTable,
-    pub sessions: Arc<SessionStore>,
-    /// Accounting storage; fixed at start (the journal directory needs a
-    /// restart to change).
-    pub accounting: Option<Arc<Accounting>>,
-    drop_log: droplog::DropLog,
+/// Carries out what the engine asks for until it has an answer to send (or
+/// nothing): a directory look-up, within its deadline; a journal write,
+/// until the record is on disk or the write failed.
+pub async fn drive(shell: &Shell, mut action: Action) -> Action {
+    loop {
+        let Action::Ask { ticket, work } = action else {
+            return action;
+        };
+        let answer = match work {
+            Work::Lookup { identity, deadline } => {
+                let result = match shell.directory.load_full() {
+                    Some(dir) => {
+                        directory::lookup(dir.as_ref().as_ref(), &identity, deadline).await
+                    }
+                    None => Err(crate::proto::authz::DirectoryError::new(
+                        "none",
+                        "no directory configured",
+                    )),
+                };
+                Answer::Lookup(result)
+            }
+            Work::Store { line } => {
+                let result = match &shell.journal {
+                    Some(j) => j.append(line).await.map_err(|e| e.kind()),
+                    None => Err("not_enabled"),
+                };
+                Answer::Stored(result)
+            }
+        };
+        action = shell.engine.resume(now(), ticket, answer, &mut rand::rng());
+    }
 }
 
 /// Runs until SIGINT or SIGTERM, then lets in-flight requests finish.
 pub async fn run(config: Config) -> Result<(), ServerError> {
     let metrics = Metrics::new()?;
-    for why in Expiry::ALL {
-        metrics.eap.expired.with_label_values(&[why.reason()]);
-    }
-    for listener in [Listener::Auth, Listener::Acct] {
-        for reason in DropReason::ALL {
-            metrics
-                .dropped
-                .with_label_values(&[listener.as_str(), reason.as_str()]);
-        }
-        metrics.duplicates.with_label_values(&[listener.as_str()]);
-    }
     let server = config.server.clone();
     let metrics_listen = config.metrics.listen;
+    let http_settings = config.metrics.http.clone();
 
     let mut sockets = Vec::new();
     for (listener, addrs) in [
@@ -127,7 +121,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         (Listener::Acct, &server.acct_listen),
     ] {
         for &addr in addrs {
-            let socket = listener::bind(addr, server.receive_buffer)?;
+            let socket = udp::bind(addr, server.receive_buffer)?;
             let local = socket
                 .local_addr()
                 .map_err(|source| ServerError::Bind { addr, source })?;
@@ -135,23 +129,42 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             sockets.push((listener, Arc::new(socket)));
         }
     }
-    let accounting = config
-        .accounting
-        .clone()
-        .map(|a| Arc::new(Accounting::start(a, metrics.accounting.clone())));
-    let sessions_page: Option<http::SessionsPage> = accounting
-        .clone()
-        .map(|a| Arc::new(move |query: &Query| a.sessions_json(query)) as http::SessionsPage);
+    let config = Arc::new(config);
+    let engine = Arc::new(Engine::new(config.clone(), metrics.clone(), now())?);
+    let journal = config.accounting.as_ref().map(|a| {
+        let replayed = journal::replay(&a.journal.dir, a.session_timeout, |r| engine.replay(r));
+        let live = engine.replayed(now());
+        tracing::info!(
+            records = replayed,
+            sessions = live,
+            "live sessions rebuilt from the journal"
+        );
+        Journal::start(a.journal.clone(), metrics.accounting.clone())
+    });
+    let shell = Arc::new(Shell {
+        directory: ArcSwapOption::new(Shell::directory_for(&config, &metrics)),
+        engine: engine.clone(),
+        journal,
+        metrics: metrics.clone(),
+        in_flight: Arc::new(Semaphore::new(server.max_in_flight)),
+    });
+
     let metrics_task = match metrics_listen {
         Some(addr) => {
             let err = |source| ServerError::Bind { addr, source };
             let l = http::bind(addr).await.map_err(err)?;
             let local = l.local_addr().map_err(err)?;
             tracing::info!(listener = "metrics", address = %local, "listening");
+            let sessions: Option<http::SessionsPage> = config.accounting.as_ref().map(|_| {
+                let engine = engine.clone();
+                Arc::new(move |query: &crate::proto::accounting::sessions::Query| {
+                    engine.sessions_json(query).unwrap_or_default()
+                }) as http::SessionsPage
+            });
             let endpoint = http::Endpoint {
                 metrics: metrics.clone(),
-                sessions: sessions_page,
-                settings: config.metrics.http.clone(),
+                sessions,
+                settings: http_settings,
             };
             Some(tokio::spawn(http::serve(l, Arc::new(endpoint))))
         }
@@ -165,88 +178,32 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         "certgate started"
     );
     reload::warn_about(&config);
-    let (eap_limits, sessions) = match &config.eap {
-        Some(e) => (
-            e.settings.table,
-            SessionStore::new(
-                e.tls_policy.session_cache_entries,
-                e.tls_policy.session_lifetime,
-            ),
-        ),
-        None => (
-            Limits {
-                cap: 1,
-                per_nas: 1,
-                ..Limits::default()
-            },
-            SessionStore::new(1, Duration::from_secs(1)),
-        ),
-    };
     let crl_refresh = config.eap.as_ref().map(|e| e.crl_refresh);
-    let sessions = Arc::new(sessions);
-    let runtime = Runtime::new(Arc::new(config), &sessions, &metrics)?;
-    let shared = Arc::new(Shared {
-        runtime: ArcSwap::from_pointee(runtime),
-        conversations: ConversationTable::new(eap_limits),
-        sessions,
-        accounting: accounting.clone(),
-        dedup: DedupCache::new(
-            server.duplicate_cache_lifetime,
-            server.duplicate_cache_entries,
-        ),
-        metrics: metrics.clone(),
-        in_flight: Arc::new(Semaphore::new(server.max_in_flight)),
-        drop_log: droplog::DropLog::default(),
-    });
+    drop(config);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     for (listener, socket) in sockets {
-        tasks.spawn(listener::run(
-            socket,
-            listener,
-            shared.clone(),
-            stop_rx.clone(),
-        ));
+        tasks.spawn(udp::run(socket, listener, shell.clone(), stop_rx.clone()));
     }
-    let sweeper = {
-        let shared = shared.clone();
+    let ticker = {
+        let engine = engine.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                let now = Instant::now();
-                let n = shared.dedup.sweep(now);
-                shared.metrics.duplicate_cache_entries.set(n as i64);
-                let expired = shared.conversations.sweep(now);
-                let m = &shared.metrics.eap;
-                for (why, conv) in &expired {
-                    m.expired.with_label_values(&[why.reason()]).inc();
-                    if let Some(failure) = conv.alert_sent() {
-                        eap_auth::alert_unanswered(&shared, conv, failure);
-                    }
-                }
-                drop(expired);
-                for (eviction, n) in shared.conversations.take_evictions() {
-                    m.evicted.with_label_values(&[eviction.reason()]).inc_by(n);
-                }
-                m.replaced.inc_by(shared.conversations.take_replaced());
-                m.active.set(shared.conversations.len() as i64);
-                m.tls_sessions.set(shared.sessions.sweep(now) as i64);
-                if let Some(a) = &shared.accounting {
-                    a.sweep();
-                }
+                engine.tick(now());
             }
         })
     };
     let crl_task = crl_refresh.map(|every| {
-        let shared = shared.clone();
+        let shell = shell.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                reload::refresh_crls(&shared);
+                reload::refresh_crls(&shell);
             }
         })
     });
@@ -256,7 +213,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Signal)?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload::reload(&shared),
+            _ = hup.recv() => reload::reload(&shell),
             _ = term.recv() => { tracing::info!(signal = "SIGTERM", "shutting down"); break }
             _ = int.recv() => { tracing::info!(signal = "SIGINT", "shutting down"); break }
         }
@@ -266,14 +223,14 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     let all = u32::try_from(server.max_in_flight).unwrap_or(u32::MAX);
-    match tokio::time::timeout(server.shutdown_timeout, shared.in_flight.acquire_many(all)).await {
+    match tokio::time::timeout(server.shutdown_timeout, shell.in_flight.acquire_many(all)).await {
         Ok(_) => tracing::info!("stopped: every in-flight request was answered"),
         Err(_) => tracing::warn!(
-            in_flight = shared.metrics.in_flight.get(),
+            in_flight = shell.metrics.in_flight.get(),
             "stopped: shutdown_timeout passed with requests still in flight"
         ),
     }
-    sweeper.abort();
+    ticker.abort();
     if let Some(t) = crl_task {
         t.abort();
     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::{Runtime, Shared};
+use super::Shell;
 use crate::config::{Config, load_crls};
 
 /// How often a swap is retried when other reloads keep winning.
@@ -58,8 +58,10 @@ pub fn warn_about(config: &Config) {
 
 /// Re-reads the configuration file; a broken one leaves the running
 /// configuration in place. Listener and metrics addresses need a restart.
-pub fn reload(shared: &Shared) {
-    let result = swap_with(&shared.runtime, |current| {
+/// The directory is opened anew (fresh LDAP connections).
+pub fn reload(shell: &Shell) {
+    let engine = &shell.engine;
+    let result = swap_with(engine.runtime(), |current| {
         let path: &Path = &current.config.path;
         let new = Config::load_with_overrides(path, &current.config.overrides)
             .map_err(|e| e.to_string())?;
@@ -71,21 +73,26 @@ pub fn reload(shared: &Shared) {
             tracing::warn!("listen addresses changed: they take effect at the next restart");
         }
         warn_about(&new);
-        Runtime::new(Arc::new(new), &shared.sessions, &shared.metrics)
+        engine
+            .build_runtime(Arc::new(new))
             .map(Some)
             .map_err(|e| e.to_string())
     });
+    let m = &shell.metrics;
     match result {
         Ok(Some(runtime)) => {
-            shared.metrics.reloads.with_label_values(&["ok"]).inc();
+            shell
+                .directory
+                .store(Shell::directory_for(&runtime.config, m));
+            m.reloads.with_label_values(&["ok"]).inc();
             tracing::info!(
                 clients = runtime.config.clients.len(),
                 "configuration reloaded"
             );
         }
-        Ok(None) => shared.metrics.reloads.with_label_values(&["failed"]).inc(),
+        Ok(None) => m.reloads.with_label_values(&["failed"]).inc(),
         Err(e) => {
-            shared.metrics.reloads.with_label_values(&["failed"]).inc();
+            m.reloads.with_label_values(&["failed"]).inc();
             tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
         }
     }
@@ -94,10 +101,11 @@ pub fn reload(shared: &Shared) {
 /// Re-reads the CRL files; when they changed, rebuilds the TLS
 /// configuration. Running conversations keep the configuration they began
 /// with; new ones and resumption re-checks use the new CRLs.
-pub fn refresh_crls(shared: &Shared) {
-    let m = &shared.metrics.eap;
+pub fn refresh_crls(shell: &Shell) {
+    let m = &shell.metrics.eap;
+    let engine = &shell.engine;
     let mut count = 0;
-    let result = swap_with(&shared.runtime, |current| {
+    let result = swap_with(engine.runtime(), |current| {
         let Some(eap) = &current.config.eap else {
             return Ok(None);
         };
@@ -111,7 +119,8 @@ pub fn refresh_crls(shared: &Shared) {
         let mut eap = (**eap).clone();
         eap.material.crls = crls;
         config.eap = Some(Arc::new(eap));
-        Runtime::new(Arc::new(config), &shared.sessions, &shared.metrics)
+        engine
+            .build_runtime(Arc::new(config))
             .map(Some)
             .map_err(|e| e.to_string())
     });

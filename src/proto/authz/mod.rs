@@ -8,6 +8,7 @@
 //! rules match with. Sans-I/O: it must not talk to a directory.
 
 pub mod cache;
+pub mod decide;
 pub mod pattern;
 pub mod policy;
 pub mod reply;

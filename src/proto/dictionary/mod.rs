@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-pub use parse::load;
+pub use parse::ReadFile;
 
 #[derive(Debug, Error)]
 pub enum DictionaryError {
@@ -168,9 +168,10 @@ pub struct Dictionary {
 }
 
 impl Dictionary {
-    /// Loads `path` and everything it includes.
-    pub fn from_file(path: &Path) -> Result<Self, DictionaryError> {
-        load(path)
+    /// Loads `path` and everything it includes, reading each file with
+    /// `read` (the configuration passes `std::fs::read_to_string`).
+    pub fn load(path: &Path, read: ReadFile<'_>) -> Result<Self, DictionaryError> {
+        parse::load(path, read)
     }
 
     /// Looks an attribute up by name, case-insensitively as FreeRADIUS does.
@@ -236,9 +237,16 @@ impl Dictionary {
     pub fn vendor_count(&self) -> usize {
         self.vendors.len()
     }
+}
+
+#[cfg(test)]
+impl Dictionary {
+    /// Loads `path` from disk, for unit tests.
+    pub fn from_file(path: &Path) -> Result<Self, DictionaryError> {
+        parse::load(path, &|p| std::fs::read_to_string(p))
+    }
 
     /// The dictionaries shipped in `dictionaries/`, for unit tests.
-    #[cfg(test)]
     pub fn shipped() -> Dictionary {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dictionaries/dictionary");
         Dictionary::from_file(&path).expect("the shipped dictionaries load")

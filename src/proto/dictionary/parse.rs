@@ -11,11 +11,17 @@ use super::{AttributeDef, DataType, Dictionary, DictionaryError, Flags, VendorDe
 /// Deeper nesting than this is taken for an include loop.
 const MAX_INCLUDE_DEPTH: usize = 16;
 
-/// Loads `path` and its includes into a new dictionary.
-pub fn load(path: &Path) -> Result<Dictionary, DictionaryError> {
+/// Reads one dictionary file's text (the shell's `std::fs::read_to_string`;
+/// a map of texts in tests and fuzzers).
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
+
+/// Loads `path` and its includes, each read with `read`, into a new
+/// dictionary.
+pub fn load(path: &Path, read: ReadFile<'_>) -> Result<Dictionary, DictionaryError> {
     let mut loader = Loader {
         dict: Dictionary::default(),
         pending_values: Vec::new(),
+        read,
     };
     loader.file(path, 0)?;
     loader.resolve_values()?;
@@ -30,11 +36,12 @@ struct PendingValue {
     number: u64,
 }
 
-struct Loader {
+struct Loader<'r> {
     dict: Dictionary,
     /// VALUE lines may come before their ATTRIBUTE (FreeRADIUS allows it),
     /// so they are resolved once every file is read.
     pending_values: Vec<PendingValue>,
+    read: ReadFile<'r>,
 }
 
 /// Per-file state: BEGIN-VENDOR and BEGIN-TLV blocks do not cross files.
@@ -57,7 +64,7 @@ fn parse_oid(word: &str) -> Option<Vec<u32>> {
         .collect()
 }
 
-impl Loader {
+impl Loader<'_> {
     fn file(&mut self, path: &Path, depth: usize) -> Result<(), DictionaryError> {
         if depth > MAX_INCLUDE_DEPTH {
             return Err(DictionaryError::syntax(
@@ -66,7 +73,7 @@ impl Loader {
                 "$INCLUDE nested too deep (a loop?)",
             ));
         }
-        let text = std::fs::read_to_string(path).map_err(|source| DictionaryError::Io {
+        let text = (self.read)(path).map_err(|source| DictionaryError::Io {
             file: path.to_path_buf(),
             source,
         })?;

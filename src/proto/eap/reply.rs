@@ -8,8 +8,10 @@
 use crate::proto::wire::attr::{
     MS_MPPE_RECV_KEY, MS_MPPE_SEND_KEY, STATE, USER_NAME, VENDOR_MICROSOFT,
 };
+use rand::{CryptoRng, RngExt};
+
 use crate::proto::wire::crypto::{Secret, mppe_encrypt};
-use crate::proto::wire::{BuildError, Code, Packet, PacketBuilder};
+use crate::proto::wire::{BuildError, Code, PacketBuilder, ReplyTo};
 
 use super::packet::push_eap_message;
 use super::service::Reply;
@@ -20,40 +22,44 @@ pub const EAP_KEY_NAME: u8 = 102;
 /// The request a reply answers and the secret that signs it.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplyContext<'a> {
-    pub request: &'a Packet<'a>,
+    pub to: &'a ReplyTo,
     pub secret: &'a Secret,
+    /// RFC 4072 §2.2: the NAS sent an EAP-Key-Name in the request: it
+    /// wants the EAP Session-Id back.
+    pub key_name_requested: bool,
 }
 
-/// Encodes the reply; None for a discard.
+/// Encodes the reply; None for a discard. `rng` makes the MPPE salts.
 pub fn encode(
     reply: &Reply,
     ctx: &ReplyContext<'_>,
+    rng: &mut dyn CryptoRng,
 ) -> Result<Option<(Code, Vec<u8>)>, BuildError> {
-    let request_authenticator = ctx.request.authenticator();
+    let request_authenticator = &ctx.to.authenticator;
     let (code, b) = match reply {
         Reply::Discard(_) => return Ok(None),
         Reply::Challenge { eap, state } => {
-            let mut b = PacketBuilder::reply_to(ctx.request, Code::AccessChallenge, true)?;
+            let mut b = PacketBuilder::reply(ctx.to, Code::AccessChallenge, true)?;
             push_eap_message(&mut b, eap)?;
             b.push(STATE, state)?;
             (Code::AccessChallenge, b)
         }
         Reply::Reject { eap, .. } => {
-            let mut b = PacketBuilder::reply_to(ctx.request, Code::AccessReject, true)?;
+            let mut b = PacketBuilder::reply(ctx.to, Code::AccessReject, true)?;
             push_eap_message(&mut b, eap)?;
             (Code::AccessReject, b)
         }
         Reply::Accept {
             eap, keys, granted, ..
         } => {
-            let mut b = PacketBuilder::reply_to(ctx.request, Code::AccessAccept, true)?;
+            let mut b = PacketBuilder::reply(ctx.to, Code::AccessAccept, true)?;
             push_eap_message(&mut b, eap)?;
             if !granted.identity.is_empty() {
                 let name = granted.identity.as_bytes();
                 b.push(USER_NAME, &name[..name.len().min(253)])?;
             }
             // RFC 2548: each salt unique per Access-Accept, high bit set.
-            let salt = rand::random::<u16>() | 0x8000;
+            let salt = rng.random::<u16>() | 0x8000;
             let salts = [salt.to_be_bytes(), (salt ^ 1).to_be_bytes()];
             let recv = mppe_encrypt(
                 keys.mppe_recv(),
@@ -69,9 +75,7 @@ pub fn encode(
             );
             b.push_vendor(VENDOR_MICROSOFT, MS_MPPE_RECV_KEY, &recv)?;
             b.push_vendor(VENDOR_MICROSOFT, MS_MPPE_SEND_KEY, &send)?;
-            // RFC 4072 §2.2: a NAS that wants the Session-Id sends an
-            // EAP-Key-Name in the request.
-            if ctx.request.attribute(EAP_KEY_NAME).is_some() {
+            if ctx.key_name_requested {
                 b.push(EAP_KEY_NAME, &keys.session_id)?;
             }
             for (kind, value) in &granted.attributes {
@@ -80,8 +84,5 @@ pub fn encode(
             (Code::AccessAccept, b)
         }
     };
-    Ok(Some((
-        code,
-        b.finish_response(request_authenticator, ctx.secret),
-    )))
+    Ok(Some((code, b.finish_reply(ctx.to, ctx.secret))))
 }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rand::{CryptoRng, RngExt};
 use rustls::ServerConfig;
 
 use super::conversation::{Claimed, Conversation, Granted, Origin, Outcome, failure_packet};
@@ -112,21 +113,23 @@ pub enum Reply {
     Discard(&'static str),
 }
 
-pub enum Handled<'t> {
+pub enum Handled {
     Done(Reply),
     /// The handshake completed: authorize `conversation.established`, then
     /// call `finish`.
-    Authorize(CheckedOut<'t>),
+    Authorize(CheckedOut),
 }
 
-/// Runs one EAP step for an Access-Request.
-pub fn handle<'t>(
-    table: &'t ConversationTable,
+/// Runs one EAP step for an Access-Request; `rng` makes the State of a
+/// new conversation.
+pub fn handle(
+    table: &Arc<ConversationTable>,
     tls: &Arc<ServerConfig>,
     settings: &EapSettings,
     req: &EapRequest<'_>,
     now: Instant,
-) -> Handled<'t> {
+    rng: &mut dyn CryptoRng,
+) -> Handled {
     let eap = match EapPacket::parse(req.eap) {
         Ok(eap) => eap,
         Err(e) => {
@@ -145,7 +148,7 @@ pub fn handle<'t>(
     }
     if eap.method == Some(method::IDENTITY) {
         end_state(table, req, now);
-        return start(table, tls, settings, req, &eap, now);
+        return start(table, tls, settings, req, &eap, now, rng.random());
     }
     let Some(state) = req.state else {
         return reject(
@@ -188,9 +191,9 @@ pub fn handle<'t>(
 }
 
 /// Continues after authorization.
-pub fn finish<'t>(
-    table: &'t ConversationTable,
-    mut out: CheckedOut<'t>,
+pub fn finish(
+    table: &ConversationTable,
+    mut out: CheckedOut,
     result: Result<Granted, Failure>,
     settings: &EapSettings,
     now: Instant,
@@ -211,14 +214,15 @@ pub fn finish<'t>(
     }
 }
 
-fn start<'t>(
-    table: &'t ConversationTable,
+fn start(
+    table: &Arc<ConversationTable>,
     tls: &Arc<ServerConfig>,
     settings: &EapSettings,
     req: &EapRequest<'_>,
     identity: &EapPacket<'_>,
     now: Instant,
-) -> Handled<'t> {
+    state: State,
+) -> Handled {
     let fitting = settings
         .fragment_size
         .min(max_fragment_size().saturating_sub(req.echo_len));
@@ -239,7 +243,7 @@ fn start<'t>(
         settings.max_rounds,
         now,
     );
-    match table.admit(conv, now) {
+    match table.admit(conv, state, now) {
         Ok(out) => {
             let state = out.state;
             table.put_back(out, settings.replace_by_calling_station, now);
@@ -261,13 +265,13 @@ fn start<'t>(
     }
 }
 
-fn settle<'t>(
-    table: &'t ConversationTable,
-    out: CheckedOut<'t>,
+fn settle(
+    table: &ConversationTable,
+    out: CheckedOut,
     outcome: Outcome,
     settings: &EapSettings,
     now: Instant,
-) -> Handled<'t> {
+) -> Handled {
     match outcome {
         Outcome::Challenge(eap) => {
             let mut out = out;
@@ -322,13 +326,13 @@ fn settle<'t>(
 }
 
 /// Ends the conversation a request's State names, if the request may.
-fn end_state(table: &ConversationTable, req: &EapRequest<'_>, now: Instant) {
+fn end_state(table: &Arc<ConversationTable>, req: &EapRequest<'_>, now: Instant) {
     if let Some(Ok(out)) = req.state.map(|s| table.take(s, &req.claimed(), now)) {
         out.end();
     }
 }
 
-fn reject<'t>(id: u8, reason: &'static str, detail: impl Into<String>) -> Handled<'t> {
+fn reject(id: u8, reason: &'static str, detail: impl Into<String>) -> Handled {
     Handled::Done(Reply::Reject {
         eap: failure_packet(id),
         failure: Failure::new(reason, detail),

@@ -187,14 +187,16 @@ pub struct ConversationTable {
 }
 
 /// A conversation taken out of the table. Dropping it ends the
-/// conversation; `ConversationTable::put_back` returns it.
-pub struct CheckedOut<'t> {
-    table: &'t ConversationTable,
+/// conversation; `ConversationTable::put_back` returns it. It holds the
+/// table, so it can wait elsewhere (for a directory's answer) for as long
+/// as it must.
+pub struct CheckedOut {
+    table: Arc<ConversationTable>,
     pub state: State,
     pub conversation: Option<Conversation>,
 }
 
-impl Drop for CheckedOut<'_> {
+impl Drop for CheckedOut {
     fn drop(&mut self) {
         if let Some(c) = self.conversation.take() {
             self.table.forget(&self.state, &c);
@@ -202,7 +204,7 @@ impl Drop for CheckedOut<'_> {
     }
 }
 
-impl CheckedOut<'_> {
+impl CheckedOut {
     /// Ends the conversation and hands it over for a last look.
     pub fn into_inner(mut self) -> Option<Conversation> {
         let c = self.conversation.take()?;
@@ -269,14 +271,15 @@ impl ConversationTable {
         NoRoom::ALL.map(|e| (e, self.evicted[e as usize].swap(0, Ordering::Relaxed)))
     }
 
-    /// Admits a new conversation under a fresh random State, evicting an
-    /// idle one when there is no room. It is checked out: `put_back`
-    /// stores it.
+    /// Admits a new conversation under `state` (fresh and random: the
+    /// caller's random source makes it), evicting an idle one when there is
+    /// no room. It is checked out: `put_back` stores it.
     pub fn admit(
-        &self,
+        self: &Arc<Self>,
         conversation: Conversation,
+        state: State,
         now: Instant,
-    ) -> Result<CheckedOut<'_>, NoRoom> {
+    ) -> Result<CheckedOut, NoRoom> {
         let mut nases = lock(&self.nases);
         let nas = conversation.origin.nas.clone();
         let held = nases.get(&*nas).map_or(0, |n| n.count);
@@ -308,8 +311,8 @@ impl ConversationTable {
         self.count.fetch_add(1, Ordering::Relaxed);
         drop(nases);
         Ok(CheckedOut {
-            table: self,
-            state: rand::random(),
+            table: self.clone(),
+            state,
             conversation: Some(conversation),
         })
     }
@@ -318,11 +321,11 @@ impl ConversationTable {
     /// conversation of another origin stays where it is, untouched; one
     /// that ran out of time ends.
     pub fn take(
-        &self,
+        self: &Arc<Self>,
         state: &[u8],
         claimed: &Claimed<'_>,
         now: Instant,
-    ) -> Result<CheckedOut<'_>, Missing> {
+    ) -> Result<CheckedOut, Missing> {
         let state: State = state.try_into().map_err(|_| Missing::Unknown)?;
         let conv = {
             let mut shard = lock(&self.shards[shard_of(&state)]);
@@ -334,7 +337,7 @@ impl ConversationTable {
         };
         let expiry = self.limits.expiry(&conv, now);
         let out = CheckedOut {
-            table: self,
+            table: self.clone(),
             state,
             conversation: Some(conv),
         };
@@ -351,7 +354,7 @@ impl ConversationTable {
     /// evicting idle conversations of the NASes buffering most when the
     /// budget would be exceeded. Err when no room can be made: the caller
     /// ends this conversation.
-    pub fn charge(&self, out: &mut CheckedOut<'_>, now: Instant) -> Result<(), NoRoom> {
+    pub fn charge(&self, out: &mut CheckedOut, now: Instant) -> Result<(), NoRoom> {
         let Some(conv) = out.conversation.as_mut() else {
             return Ok(());
         };
@@ -376,7 +379,7 @@ impl ConversationTable {
     /// other conversations that have been idle for `evictable_after` end,
     /// and so do its oldest beyond the few kept per station; returns how
     /// many ended.
-    pub fn put_back(&self, mut out: CheckedOut<'_>, replace: bool, now: Instant) -> usize {
+    pub fn put_back(&self, mut out: CheckedOut, replace: bool, now: Instant) -> usize {
         let Some(conv) = out.conversation.take() else {
             return 0;
         };

@@ -12,13 +12,14 @@ use super::service::{self, EapRequest, EapSettings, Handled, Reply};
 use super::table::{CheckedOut, ConversationTable, Limits, Missing, State};
 use super::tls_frag::{FLAG_L, FLAG_M};
 use crate::pki::{ClientOptions, KeyType, Pki};
+use crate::proto::clock::{Clock, Now};
 use crate::proto::tls::{SessionStore, TlsContext, TlsPolicy};
 use crate::supplicant::{EapTlsPeer, PeerStep, Versions, client_config};
 
 struct Rig {
     _dir: tempfile::TempDir,
     tls: TlsContext,
-    table: ConversationTable,
+    table: Arc<ConversationTable>,
     settings: EapSettings,
     client: Arc<rustls::ClientConfig>,
     client_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
@@ -46,7 +47,14 @@ fn rig_shared(fragment_size: usize, cap: usize, per_nas: usize) -> Rig {
     let tls = TlsContext::build(
         &material,
         &policy,
-        &Arc::new(SessionStore::new(100, Duration::from_secs(60))),
+        &Arc::new(SessionStore::new(
+            100,
+            Duration::from_secs(60),
+            Arc::new(Clock::new(Now {
+                instant: Instant::now(),
+                unix_ms: crate::server::time::now().unix_ms,
+            })),
+        )),
     )
     .expect("tls");
     let client = client_config(
@@ -77,7 +85,7 @@ fn rig_shared(fragment_size: usize, cap: usize, per_nas: usize) -> Rig {
         },
         _dir: dir,
         tls,
-        table: ConversationTable::new(settings.table),
+        table: Arc::new(ConversationTable::new(settings.table)),
         settings,
         client,
     }
@@ -129,7 +137,14 @@ impl Rig {
     }
 
     fn handle(&self, req: &EapRequest<'_>, now: Instant) -> Reply {
-        match service::handle(&self.table, &self.tls.server, &self.settings, req, now) {
+        match service::handle(
+            &self.table,
+            &self.tls.server,
+            &self.settings,
+            req,
+            now,
+            &mut rand::rng(),
+        ) {
             Handled::Done(r) => r,
             Handled::Authorize(out) => service::finish(
                 &self.table,
@@ -161,7 +176,7 @@ impl Rig {
         nas: &str,
         station: Option<&str>,
         now: Instant,
-    ) -> Result<CheckedOut<'_>, Missing> {
+    ) -> Result<CheckedOut, Missing> {
         let claimed = Claimed {
             nas,
             calling_station: station,
@@ -649,7 +664,7 @@ fn buffered_octets_stay_within_the_memory_budget() {
     use super::table::NoRoom;
     let mut r = rig(1000, 10);
     r.settings.table.memory_budget = 25_000;
-    r.table = ConversationTable::new(r.settings.table);
+    r.table = Arc::new(ConversationTable::new(r.settings.table));
     let t0 = Instant::now();
     let fragment = |id| {
         let mut data = vec![FLAG_M];
@@ -832,7 +847,7 @@ fn the_largest_fragment_fills_one_access_challenge() {
     use super::service::max_fragment_size;
     use crate::proto::wire::attr::PROXY_STATE;
     use crate::proto::wire::crypto::Secret;
-    use crate::proto::wire::{Code, Packet, PacketBuilder};
+    use crate::proto::wire::{Code, Packet, PacketBuilder, ReplyTo};
     let secret = Secret::new(b"s");
     let request = |proxy: &[u8]| {
         let mut b = PacketBuilder::new(Code::AccessRequest, 1, true);
@@ -846,25 +861,28 @@ fn the_largest_fragment_fills_one_access_challenge() {
         state: [0; 16],
     };
     let plain = request(b"");
-    let plain = Packet::decode(&plain).expect("decodes");
+    let plain = ReplyTo::of(&Packet::decode(&plain).expect("decodes"));
     let ctx = ReplyContext {
-        request: &plain,
+        to: &plain,
         secret: &secret,
+        key_name_requested: false,
     };
+    let rng = &mut rand::rng();
     let most = max_fragment_size();
     assert_eq!(most, 3998);
-    let (_, bytes) = encode(&challenge(most), &ctx)
+    let (_, bytes) = encode(&challenge(most), &ctx, rng)
         .expect("fits")
         .expect("reply");
     assert!(bytes.len() <= 4096, "{}", bytes.len());
-    assert!(encode(&challenge(most + 1), &ctx).is_err());
+    assert!(encode(&challenge(most + 1), &ctx, rng).is_err());
     let proxied = request(b"0123456789");
-    let proxied = Packet::decode(&proxied).expect("decodes");
-    let echo = PacketBuilder::echo_len(&proxied);
+    let proxied = ReplyTo::of(&Packet::decode(&proxied).expect("decodes"));
+    let echo = proxied.echo_len();
     let ctx = ReplyContext {
-        request: &proxied,
+        to: &proxied,
         secret: &secret,
+        key_name_requested: false,
     };
-    assert!(encode(&challenge(most), &ctx).is_err());
-    assert!(encode(&challenge(most - echo), &ctx).is_ok());
+    assert!(encode(&challenge(most), &ctx, rng).is_err());
+    assert!(encode(&challenge(most - echo), &ctx, rng).is_ok());
 }

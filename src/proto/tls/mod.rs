@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use thiserror::Error;
@@ -23,6 +23,7 @@ use thiserror::Error;
 pub use session_store::SessionStore;
 pub use verifier::ChainError;
 
+use crate::proto::clock::Clock;
 use chain_cache::ChainCache;
 use identity::CertIdentity;
 use verifier::EapClientVerifier;
@@ -116,11 +117,14 @@ impl Default for TlsPolicy {
 }
 
 /// A built TLS configuration; rebuilt on reload and CRL refresh while the
-/// session store carries over.
+/// session store carries over. Its time is the engine's clock (the session
+/// store's): certificate validity and ticket ages follow the time the
+/// engine was given.
 #[derive(Debug)]
 pub struct TlsContext {
     pub server: Arc<ServerConfig>,
     verifier: Arc<EapClientVerifier>,
+    clock: Arc<Clock>,
 }
 
 impl TlsContext {
@@ -163,6 +167,7 @@ impl TlsContext {
             .map_err(|e| TlsError::ServerCert(e.to_string()))?;
         // Our order, not the peer's: see `provider`.
         server.ignore_client_order = true;
+        server.time_provider = sessions.clock().clone();
         if policy.resumption {
             server.session_storage = sessions.clone();
             // One ticket is enough for EAP: every re-authentication uses one
@@ -175,6 +180,7 @@ impl TlsContext {
         Ok(TlsContext {
             server: Arc::new(server),
             verifier,
+            clock: sessions.clock().clone(),
         })
     }
 
@@ -186,7 +192,8 @@ impl TlsContext {
         chain: &[CertificateDer<'static>],
         recheck: bool,
     ) -> Result<Arc<CertIdentity>, ChainError> {
-        self.verifier.identity(chain, recheck, UnixTime::now())
+        self.verifier
+            .identity(chain, recheck, self.clock.unix_time())
     }
 }
 

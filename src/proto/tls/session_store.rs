@@ -2,15 +2,19 @@
 //! TLS 1.3 stateful tickets): bounded, with a lifetime, and shared across
 //! configuration reloads so a reload does not end resumption.
 //!
-//! rustls's own memory cache has no lifetime; this one does. It must not
-//! judge whether a resumed session is still authorized (the EAP layer
-//! re-checks the certificate and the directory).
+//! rustls's own memory cache has no lifetime; this one does. rustls calls
+//! it without a time, so it reads the engine's `Clock`. It must not judge
+//! whether a resumed session is still authorized (the EAP layer re-checks
+//! the certificate and the directory).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use rustls::server::StoresServerSessions;
+
+use crate::proto::clock::Clock;
 
 /// Session id or ticket → (encoded session, stored at).
 type Sessions = HashMap<Vec<u8>, (Vec<u8>, Instant)>;
@@ -20,19 +24,27 @@ pub struct SessionStore {
     map: Mutex<Sessions>,
     cap: usize,
     lifetime: Duration,
+    clock: Arc<Clock>,
 }
 
 impl SessionStore {
-    pub fn new(cap: usize, lifetime: Duration) -> Self {
+    pub fn new(cap: usize, lifetime: Duration, clock: Arc<Clock>) -> Self {
         SessionStore {
             map: Mutex::new(HashMap::new()),
             cap: cap.max(1),
             lifetime,
+            clock,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.map.lock().len()
+    }
+
+    /// The engine's clock, which rustls reads through this store's TLS
+    /// configuration too.
+    pub fn clock(&self) -> &Arc<Clock> {
+        &self.clock
     }
 
     pub fn is_empty(&self) -> bool {
@@ -41,28 +53,24 @@ impl SessionStore {
 
     /// Drops sessions past their lifetime; returns how many remain.
     pub fn sweep(&self, now: Instant) -> usize {
-        let mut map = self.lock();
+        let mut map = self.map.lock();
         map.retain(|_, (_, at)| now.saturating_duration_since(*at) <= self.lifetime);
         map.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
-        // Entries are independent; a panic elsewhere leaves them usable.
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn fresh(&self, at: Instant) -> bool {
-        at.elapsed() <= self.lifetime
+        self.clock.instant().saturating_duration_since(at) <= self.lifetime
     }
 }
 
 impl StoresServerSessions for SessionStore {
     fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
-        let mut map = self.lock();
+        let now = self.clock.instant();
+        let mut map = self.map.lock();
         if map.len() >= self.cap && !map.contains_key(&key) {
             // Full: make room by dropping expired sessions, else the oldest.
             let lifetime = self.lifetime;
-            map.retain(|_, (_, at)| at.elapsed() <= lifetime);
+            map.retain(|_, (_, at)| now.saturating_duration_since(*at) <= lifetime);
             if map.len() >= self.cap {
                 let oldest = map
                     .iter()
@@ -73,18 +81,18 @@ impl StoresServerSessions for SessionStore {
                 }
             }
         }
-        map.insert(key, (value, Instant::now()));
+        map.insert(key, (value, now));
         true
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        let map = self.lock();
+        let map = self.map.lock();
         let (value, at) = map.get(key)?;
         self.fresh(*at).then(|| value.clone())
     }
 
     fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
-        let (value, at) = self.lock().remove(key)?;
+        let (value, at) = self.map.lock().remove(key)?;
         self.fresh(at).then_some(value)
     }
 
@@ -96,10 +104,19 @@ impl StoresServerSessions for SessionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::clock::Now;
+
+    fn clock() -> (Arc<Clock>, Now) {
+        let t0 = Now {
+            instant: Instant::now(),
+            unix_ms: 1_700_000_000_000,
+        };
+        (Arc::new(Clock::new(t0)), t0)
+    }
 
     #[test]
     fn bounded_and_single_use_take() {
-        let s = SessionStore::new(2, Duration::from_secs(60));
+        let s = SessionStore::new(2, Duration::from_secs(60), clock().0);
         assert!(s.put(b"a".to_vec(), b"1".to_vec()));
         assert!(s.put(b"b".to_vec(), b"2".to_vec()));
         assert!(s.put(b"c".to_vec(), b"3".to_vec()));
@@ -111,10 +128,15 @@ mod tests {
 
     #[test]
     fn expired_sessions_do_not_resume() {
-        let s = SessionStore::new(10, Duration::from_secs(60));
+        let (c, t0) = clock();
+        let s = SessionStore::new(10, Duration::from_secs(60), c.clone());
         s.put(b"a".to_vec(), b"1".to_vec());
-        assert_eq!(s.sweep(Instant::now()), 1);
-        assert_eq!(s.sweep(Instant::now() + Duration::from_secs(61)), 0);
+        s.put(b"b".to_vec(), b"2".to_vec());
+        assert_eq!(s.sweep(t0.instant), 2);
+        // Past the lifetime on the engine's clock: no resumption, even
+        // before the sweep runs.
+        c.advance(t0.after(Duration::from_secs(61)));
         assert_eq!(s.get(b"a"), None);
+        assert_eq!(s.sweep(t0.after(Duration::from_secs(61)).instant), 0);
     }
 }

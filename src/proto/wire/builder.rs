@@ -23,6 +23,39 @@ pub enum BuildError {
     BadTag(u8),
 }
 
+/// What a reply needs from its request: the Identifier, the Request
+/// Authenticator and the Proxy-States to echo. Kept in place of the
+/// request when the answer comes later (after a directory look-up or a
+/// journal write).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyTo {
+    pub identifier: u8,
+    pub authenticator: [u8; 16],
+    /// The request's Proxy-State attributes, header and all, in order.
+    echo: Vec<u8>,
+}
+
+impl ReplyTo {
+    pub fn of(request: &Packet<'_>) -> Self {
+        let mut echo = Vec::new();
+        for value in request.attributes_of(PROXY_STATE) {
+            echo.push(PROXY_STATE);
+            echo.push((2 + value.len()) as u8);
+            echo.extend_from_slice(value);
+        }
+        ReplyTo {
+            identifier: request.identifier(),
+            authenticator: *request.authenticator(),
+            echo,
+        }
+    }
+
+    /// Octets of the Proxy-State attributes a reply echoes.
+    pub fn echo_len(&self) -> usize {
+        self.echo.len()
+    }
+}
+
 /// A packet under construction. The header's Length and Authenticator are
 /// filled in by one of the `finish_*` methods.
 #[derive(Debug, Clone)]
@@ -49,29 +82,27 @@ impl PacketBuilder {
         }
     }
 
-    /// Starts the reply to `request`: its Identifier, Message-Authenticator
+    /// Starts a reply: the request's Identifier, Message-Authenticator
     /// first when asked, then every Proxy-State of the request, in order
     /// and unchanged (RFC 2865 §5.33, RFC 2866 §5.13: a proxy matches its
     /// answers by them). Every reply the server sends starts here, so none
     /// can forget them.
-    pub fn reply_to(
-        request: &Packet<'_>,
+    pub fn reply(
+        to: &ReplyTo,
         code: Code,
         message_authenticator: bool,
     ) -> Result<Self, BuildError> {
-        let mut b = PacketBuilder::new(code, request.identifier(), message_authenticator);
-        for value in request.attributes_of(PROXY_STATE) {
-            b.push(PROXY_STATE, value)?;
-        }
+        let mut b = PacketBuilder::new(code, to.identifier, message_authenticator);
+        b.reserve(to.echo.len())?;
+        b.buf.extend_from_slice(&to.echo);
         Ok(b)
     }
 
-    /// Octets of the Proxy-State attributes a reply to `request` echoes.
-    pub fn echo_len(request: &Packet<'_>) -> usize {
-        request
-            .attributes_of(PROXY_STATE)
-            .map(|v| 2 + v.len())
-            .sum()
+    /// Finishes a reply started by `reply`: Message-Authenticator over
+    /// the packet with the request's authenticator in the header, then the
+    /// Response Authenticator.
+    pub fn finish_reply(self, to: &ReplyTo, secret: &Secret) -> Vec<u8> {
+        self.finish_response(&to.authenticator, secret)
     }
 
     fn reserve(&mut self, extra: usize) -> Result<(), BuildError> {
@@ -240,10 +271,11 @@ mod tests {
         b.push(PROXY_STATE, &[0, 1, 2]).expect("fits");
         let request = b.finish_access_request(&[3; 16], &secret);
         let request = Packet::decode(&request).expect("decodes");
-        assert_eq!(PacketBuilder::echo_len(&request), 10);
-        let mut reply = PacketBuilder::reply_to(&request, Code::AccessReject, true).expect("fits");
+        let to = ReplyTo::of(&request);
+        assert_eq!(to.echo_len(), 10);
+        let mut reply = PacketBuilder::reply(&to, Code::AccessReject, true).expect("fits");
         reply.push(18, b"no").expect("fits");
-        let bytes = reply.finish_response(request.authenticator(), &secret);
+        let bytes = reply.finish_reply(&to, &secret);
         let p = Packet::decode(&bytes).expect("decodes");
         assert_eq!(p.identifier(), 9);
         assert_eq!(p.message_authenticator_offset(), Some(HEADER_LEN));

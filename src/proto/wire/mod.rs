@@ -13,5 +13,5 @@ pub mod builder;
 pub mod crypto;
 pub mod packet;
 
-pub use builder::{BuildError, PacketBuilder};
-pub use packet::{Code, DecodeError, HEADER_LEN, MAX_LEN, Packet};
+pub use builder::{BuildError, PacketBuilder, ReplyTo};
+pub use packet::{Code, DecodeError, HEADER_LEN, MAX_LEN, OwnedPacket, Packet};

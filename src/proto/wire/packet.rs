@@ -39,6 +39,16 @@ pub enum DecodeError {
     DuplicateMessageAuthenticator,
 }
 
+/// What decoding learned besides the octets, so that a packet kept as
+/// owned octets (`OwnedPacket`) is viewed again without a second walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Framing {
+    /// Offset of the Message-Authenticator attribute's header, if present.
+    message_authenticator_at: Option<usize>,
+    has_proxy_state: bool,
+    has_eap_message: bool,
+}
+
 /// A packet whose header and attribute framing have been checked.
 ///
 /// Octets past the Length field are padding (RFC 2865 §3) and are not part
@@ -46,10 +56,32 @@ pub enum DecodeError {
 #[derive(Debug, Clone, Copy)]
 pub struct Packet<'a> {
     bytes: &'a [u8],
-    /// Offset of the Message-Authenticator attribute's header, if present.
-    message_authenticator_at: Option<usize>,
-    has_proxy_state: bool,
-    has_eap_message: bool,
+    framing: Framing,
+}
+
+/// A decoded packet that owns its octets: what admission hands on, so the
+/// packet is decoded once however long it waits to be processed.
+#[derive(Debug, Clone)]
+pub struct OwnedPacket {
+    bytes: Vec<u8>,
+    framing: Framing,
+}
+
+impl OwnedPacket {
+    pub fn of(packet: &Packet<'_>) -> Self {
+        OwnedPacket {
+            bytes: packet.bytes.to_vec(),
+            framing: packet.framing,
+        }
+    }
+
+    /// The packet again, without re-checking what decoding checked.
+    pub fn view(&self) -> Packet<'_> {
+        Packet {
+            bytes: &self.bytes,
+            framing: self.framing,
+        }
+    }
 }
 
 impl<'a> Packet<'a> {
@@ -74,9 +106,7 @@ impl<'a> Packet<'a> {
         let bytes = &datagram[..length];
         let mut packet = Packet {
             bytes,
-            message_authenticator_at: None,
-            has_proxy_state: false,
-            has_eap_message: false,
+            framing: Framing::default(),
         };
         let mut offset = HEADER_LEN;
         while offset < length {
@@ -105,13 +135,13 @@ impl<'a> Packet<'a> {
                             length: attr_len,
                         });
                     }
-                    if packet.message_authenticator_at.is_some() {
+                    if packet.framing.message_authenticator_at.is_some() {
                         return Err(DecodeError::DuplicateMessageAuthenticator);
                     }
-                    packet.message_authenticator_at = Some(offset);
+                    packet.framing.message_authenticator_at = Some(offset);
                 }
-                attr::PROXY_STATE => packet.has_proxy_state = true,
-                attr::EAP_MESSAGE => packet.has_eap_message = true,
+                attr::PROXY_STATE => packet.framing.has_proxy_state = true,
+                attr::EAP_MESSAGE => packet.framing.has_eap_message = true,
                 _ => {}
             }
             offset += usize::from(attr_len);
@@ -142,19 +172,19 @@ impl<'a> Packet<'a> {
     }
 
     pub fn message_authenticator_offset(&self) -> Option<usize> {
-        self.message_authenticator_at
+        self.framing.message_authenticator_at
     }
 
     pub fn has_message_authenticator(&self) -> bool {
-        self.message_authenticator_at.is_some()
+        self.framing.message_authenticator_at.is_some()
     }
 
     pub fn has_proxy_state(&self) -> bool {
-        self.has_proxy_state
+        self.framing.has_proxy_state
     }
 
     pub fn has_eap_message(&self) -> bool {
-        self.has_eap_message
+        self.framing.has_eap_message
     }
 
     /// Attributes in packet order as (type, value).

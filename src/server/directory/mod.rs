@@ -34,3 +34,43 @@ impl<T: Directory + ?Sized> Directory for std::sync::Arc<T> {
         (**self).name()
     }
 }
+
+/// Which directory, as configured.
+#[derive(Debug, Clone)]
+pub enum DirectoryKind {
+    File(std::sync::Arc<file::FileDirectory>),
+    Ldap(std::sync::Arc<ldap::LdapSettings>),
+}
+
+/// `[authz]` as checked by the configuration: the directory the shell
+/// asks, and what the engine decides with.
+#[derive(Debug, Clone)]
+pub struct AuthzSettings {
+    pub directory: DirectoryKind,
+    pub decision: crate::proto::authz::decide::DecisionSettings,
+}
+
+/// The directory `kind` names, ready to ask (LDAP connects on first use).
+pub fn open(kind: &DirectoryKind, metrics: &crate::metrics::AuthzMetrics) -> Box<dyn Directory> {
+    match kind {
+        DirectoryKind::File(f) => Box::new(f.clone()),
+        DirectoryKind::Ldap(l) => Box::new(ldap::LdapDirectory::new(l.clone(), metrics.clone())),
+    }
+}
+
+/// Asks `directory` about `identity`, giving up after `deadline` (failovers
+/// included): a look-up always ends.
+pub async fn lookup(
+    directory: &dyn Directory,
+    identity: &str,
+    deadline: std::time::Duration,
+) -> Result<Lookup, DirectoryError> {
+    tokio::time::timeout(deadline, directory.lookup(identity))
+        .await
+        .map_err(|_| {
+            DirectoryError::new(
+                "deadline",
+                format!("no answer within {}", humantime::format_duration(deadline)),
+            )
+        })?
+}

@@ -1,140 +1,118 @@
-//! Accounting (RFC 2866): every verified Accounting-Request becomes a
-//! record in the durable journal, and only a stored record earns an
-//! Accounting-Response; stored records drive the live-session table and
-//! the usage metrics.
+//! The accounting state the engine keeps between requests: live sessions,
+//! the fingerprints that flag delay-only resends, and the group names this
+//! server issued (the only ones the by-group gauge shows).
 //!
-//! - `record`: decoding (sans-I/O).
-//! - `journal`: JSON Lines files with group commit (a writer thread).
-//! - `sessions`: live sessions (sans-I/O), rebuilt from the journal on start.
-//!
-//! Retransmissions: an exact duplicate (same source, Identifier and Request
-//! Authenticator) is answered from the RFC 5080 cache and stored once. A
-//! resend with a new Acct-Delay-Time has a new authenticator, so it is
-//! stored again, flagged `probable_duplicate` when every other attribute
-//! equals one stored from the same client within `duplicate_window`.
+//! Sans-I/O: a verified packet and the time in, a record (and its journal
+//! line) out; the stored record in, sessions and counters updated. Writing
+//! the journal is the shell's job: a record is applied here only once the
+//! shell says it is on disk.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
+use parking_lot::Mutex;
+
+use super::record::{self, Record, Status};
+use super::sessions::{Change, Query, Sessions, cursor};
 use crate::metrics::AccountingMetrics;
 use crate::proto::dictionary::Dictionary;
 use crate::proto::wire::Packet;
 
-pub use super::journal::{Journal, JournalConfig, JournalError};
-use crate::proto::accounting::record::{self, Record, Status};
-use crate::proto::accounting::sessions::{Change, Sessions};
-pub use crate::proto::accounting::sessions::{Query, cursor, parse_cursor};
+/// Most group names `certgate_acct_sessions_active_by_group` shows.
+pub const MAX_GROUP_LABELS: usize = 256;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct AccountingConfig {
-    pub journal: JournalConfig,
+/// `[accounting]`'s session settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LedgerSettings {
     pub session_timeout: Duration,
     pub duplicate_window: Duration,
     pub max_sessions: usize,
 }
 
-/// Most group names `certgate_acct_sessions_active_by_group` shows.
-pub const MAX_GROUP_LABELS: usize = 256;
+/// A record decoded and waiting to be stored.
+#[derive(Debug)]
+pub struct Prepared {
+    pub record: Record,
+    fingerprint: u64,
+}
 
-pub struct Accounting {
-    journal: Journal,
+pub struct Ledger {
     sessions: Mutex<Sessions>,
     /// Group names this server put in a Class `group=NAME` of an
-    /// Access-Accept since it started (at most `MAX_GROUP_LABELS`): the
-    /// only ones the by-group gauge shows. A NAS can send any Class in
-    /// accounting; labels must not grow with what it sends.
+    /// Access-Accept since it started (at most `MAX_GROUP_LABELS`). A NAS
+    /// can send any Class in accounting; labels must not grow with what it
+    /// sends.
     issued: Mutex<HashSet<String>>,
     /// Content fingerprint → Unix seconds it was stored.
     recent: Mutex<HashMap<u64, i64>>,
-    config: AccountingConfig,
+    settings: LedgerSettings,
     metrics: Arc<AccountingMetrics>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The maps stay consistent entry by entry; a panic elsewhere must not
-    // stop accounting.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-impl Accounting {
-    /// Repairs a torn journal tail, rebuilds live sessions from recent
-    /// journal files, and starts the writer.
-    pub fn start(config: AccountingConfig, metrics: Arc<AccountingMetrics>) -> Self {
-        let dir = &config.journal.dir;
-        if let Err(e) = super::journal::repair(dir) {
-            tracing::error!(error = %e, "journal repair failed");
-        }
-        let mut sessions = Sessions::new(config.max_sessions);
-        let now = now_ms() / 1000;
-        let horizon = SystemTime::now()
-            .checked_sub(config.session_timeout)
-            .unwrap_or(UNIX_EPOCH);
-        let mut replayed = 0u64;
-        for file in super::journal::files(dir) {
-            let recent_enough = std::fs::metadata(&file)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t >= horizon);
-            if !recent_enough {
-                continue;
-            }
-            let Ok(text) = std::fs::read_to_string(&file) else {
-                continue;
-            };
-            for line in text.lines() {
-                if let Ok(r) = serde_json::from_str::<Record>(line) {
-                    sessions.apply(&r);
-                    replayed += 1;
-                }
-            }
-        }
-        sessions.expire(now, config.session_timeout.as_secs() as i64);
-        tracing::info!(
-            records = replayed,
-            sessions = sessions.len(),
-            "live sessions rebuilt from the journal"
-        );
-        let accounting = Accounting {
-            journal: Journal::start(config.journal.clone(), metrics.clone()),
-            sessions: Mutex::new(sessions),
+impl Ledger {
+    pub fn new(settings: LedgerSettings, metrics: Arc<AccountingMetrics>) -> Self {
+        Ledger {
+            sessions: Mutex::new(Sessions::new(settings.max_sessions)),
             issued: Mutex::new(HashSet::new()),
             recent: Mutex::new(HashMap::new()),
-            config,
+            settings,
             metrics,
-        };
-        accounting.publish_counts();
-        accounting
+        }
     }
 
-    /// Stores one verified Accounting-Request. `Ok` means it is on disk and
-    /// may be acknowledged.
-    pub async fn record(
+    /// A record read back from the journal at start: rebuilds the live
+    /// sessions (no counters: that traffic was counted before).
+    pub fn replay(&self, record: &Record) {
+        self.sessions.lock().apply(record);
+    }
+
+    /// After the replay: expires what was already silent, then publishes
+    /// the gauges.
+    pub fn replayed(&self, unix_secs: i64) -> usize {
+        let mut sessions = self.sessions.lock();
+        sessions.expire(unix_secs, self.settings.session_timeout.as_secs() as i64);
+        let live = sessions.len();
+        drop(sessions);
+        self.publish_counts();
+        live
+    }
+
+    /// Decodes one verified Accounting-Request received at `unix_ms` from
+    /// client `client`, and flags it when it repeats a record stored within
+    /// the duplicate window but for its Acct-Delay-Time. Returns it with
+    /// its journal line (JSON, no newline).
+    pub fn prepare(
         &self,
         packet: &Packet<'_>,
         client: &str,
         dict: &Dictionary,
-    ) -> Result<Record, JournalError> {
-        let now = now_ms();
-        let mut record = Record::decode(packet, client, dict, now);
+        unix_ms: i64,
+    ) -> Result<(Prepared, Vec<u8>), String> {
+        let mut record = Record::decode(packet, client, dict, unix_ms);
         let fingerprint = record::content_fingerprint(packet, client);
-        let window = self.config.duplicate_window.as_secs() as i64;
-        record.probable_duplicate = lock(&self.recent)
+        let window = self.settings.duplicate_window.as_secs() as i64;
+        record.probable_duplicate = self
+            .recent
+            .lock()
             .get(&fingerprint)
-            .is_some_and(|&t| now / 1000 - t <= window);
-        let line = serde_json::to_vec(&record).map_err(|e| JournalError::Io {
-            kind: "encode",
-            message: e.to_string(),
-        })?;
-        self.journal.append(line).await?;
-        lock(&self.recent).insert(fingerprint, now / 1000);
-        self.observe(&record);
-        Ok(record)
+            .is_some_and(|&t| unix_ms / 1000 - t <= window);
+        let line = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+        Ok((
+            Prepared {
+                record,
+                fingerprint,
+            },
+            line,
+        ))
+    }
+
+    /// The record is on disk: it counts now.
+    pub fn stored(&self, prepared: &Prepared) {
+        self.recent
+            .lock()
+            .insert(prepared.fingerprint, prepared.record.unix);
+        self.observe(&prepared.record);
     }
 
     fn observe(&self, r: &Record) {
@@ -145,7 +123,7 @@ impl Accounting {
             m.probable_duplicates.inc();
         }
         let (change, d, client_count, group_count) = {
-            let mut sessions = lock(&self.sessions);
+            let mut sessions = self.sessions.lock();
             let (change, d) = sessions.apply(r);
             let group = r.class.as_deref().and_then(|c| c.strip_prefix("group="));
             (
@@ -180,7 +158,7 @@ impl Accounting {
             Change::Started | Change::Stopped { .. } => {
                 m.sessions_active.with_label_values(&c).set(client_count);
                 if let Some((g, n)) = group_count
-                    && lock(&self.issued).contains(g)
+                    && self.issued.lock().contains(g)
                 {
                     m.sessions_by_group.with_label_values(&[g]).set(n);
                 }
@@ -189,23 +167,25 @@ impl Accounting {
         }
     }
 
-    /// Expires silent sessions and old duplicate fingerprints; call about
-    /// once a second.
-    pub fn sweep(&self) {
-        let now = now_ms() / 1000;
-        let gone = lock(&self.sessions).expire(now, self.config.session_timeout.as_secs() as i64);
+    /// Expires silent sessions and old duplicate fingerprints; about once
+    /// a second.
+    pub fn sweep(&self, unix_secs: i64) {
+        let gone = self
+            .sessions
+            .lock()
+            .expire(unix_secs, self.settings.session_timeout.as_secs() as i64);
         self.metrics.expired.inc_by(gone.len() as u64);
         // Cheap (one entry per client and group): also settles the gauges of
         // records that did not name their group.
         self.publish_counts();
-        let window = self.config.duplicate_window.as_secs() as i64;
-        lock(&self.recent).retain(|_, t| now - *t <= window);
+        let window = self.settings.duplicate_window.as_secs() as i64;
+        self.recent.lock().retain(|_, t| unix_secs - *t <= window);
     }
 
     fn publish_counts(&self) {
-        let sessions = lock(&self.sessions);
+        let sessions = self.sessions.lock();
         let (by_client, by_group) = sessions.counts();
-        let issued = lock(&self.issued);
+        let issued = self.issued.lock();
         let by_group: HashMap<String, i64> = by_group
             .iter()
             .filter(|(g, _)| issued.contains(*g))
@@ -226,7 +206,7 @@ impl Accounting {
         else {
             return;
         };
-        let mut issued = lock(&self.issued);
+        let mut issued = self.issued.lock();
         if issued.len() < MAX_GROUP_LABELS && !issued.contains(name) {
             issued.insert(name.to_string());
         }
@@ -237,7 +217,7 @@ impl Accounting {
     /// sessions lock is held only while at most `limit` sessions are
     /// copied out.
     pub fn sessions_json(&self, query: &Query) -> String {
-        let page = lock(&self.sessions).page(query);
+        let page = self.sessions.lock().page(query);
         serde_json::json!({
             "count": page.sessions.len(),
             "total": page.total,

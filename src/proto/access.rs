@@ -1,0 +1,357 @@
+//! Access-Requests that carry EAP, inside the engine: one EAP step
+//! (`eap::service`), and when the handshake completes, the certificate
+//! identity, its binding to the outer identity, the revocation re-check of
+//! a resumed session, then authorization — from the cache at once, or by
+//! asking the shell for a directory look-up and resuming with its answer —
+//! and the final flight. Counts and logs each outcome.
+//!
+//! Part of the engine: the same calls, the same sans-I/O rules.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::CryptoRng;
+
+use super::admission::DropReason;
+use super::authz::{Decision, DirectoryError, Lookup, Subject};
+use super::clock::Now;
+use super::eap::conversation::Granted;
+use super::eap::packet::{method, reassemble};
+use super::eap::reply::{EAP_KEY_NAME, ReplyContext, encode};
+use super::eap::service::{self, EapRequest, Handled, Reply};
+use super::eap::table::CheckedOut;
+use super::eap::tls_session::Failure;
+use super::engine::{Action, Engine, Origin, Parked, Waiting, Work};
+use super::runtime::Runtime;
+use super::status::Response;
+use super::tls::ChainError;
+use super::wire::Packet;
+use super::wire::attr::{
+    CALLED_STATION_ID, CALLING_STATION_ID, CLASS, FRAMED_MTU, NAS_IDENTIFIER, STATE,
+};
+use super::wire::packet::value_u32;
+
+fn text(value: Option<&[u8]>) -> Option<&str> {
+    value.and_then(|v| std::str::from_utf8(v).ok())
+}
+
+impl Engine {
+    /// One EAP step of an Access-Request.
+    pub(super) fn access(
+        &self,
+        now: Now,
+        runtime: &Arc<Runtime>,
+        origin: Origin,
+        packet: &Packet<'_>,
+        rng: &mut dyn CryptoRng,
+    ) -> Action {
+        let (Some(eap_config), Some(tls)) = (&runtime.config.eap, &runtime.tls) else {
+            return self.finish(now, origin, Response::Drop(DropReason::Internal));
+        };
+        let eap = reassemble(packet).unwrap_or_default();
+        let req = EapRequest {
+            eap: &eap,
+            state: packet.attribute(STATE),
+            calling_station: text(packet.attribute(CALLING_STATION_ID)),
+            called_station: text(packet.attribute(CALLED_STATION_ID)),
+            nas_identifier: text(packet.attribute(NAS_IDENTIFIER)),
+            framed_mtu: packet.attribute(FRAMED_MTU).and_then(value_u32),
+            echo_len: origin.reply_to.echo_len(),
+            nas: &origin.client.name,
+        };
+        let key_name_requested = packet.attribute(EAP_KEY_NAME).is_some();
+        let starts = eap.first() == Some(&2) && eap.get(4) == Some(&method::IDENTITY);
+        let settings = &eap_config.settings;
+        let reply = match service::handle(
+            &self.conversations,
+            &tls.server,
+            settings,
+            &req,
+            now.instant,
+            rng,
+        ) {
+            Handled::Done(reply) => reply,
+            Handled::Authorize(out) => {
+                return self.authorize(now, runtime, origin, out, key_name_requested, rng);
+            }
+        };
+        if starts && matches!(reply, Reply::Challenge { .. }) {
+            self.metrics.eap.started.inc();
+        }
+        self.eap_answer(now, origin, reply, key_name_requested, rng)
+    }
+
+    /// The handshake completed: who the certificate names, then the
+    /// directory (cached, or asked for) and the policy.
+    fn authorize(
+        &self,
+        now: Now,
+        runtime: &Arc<Runtime>,
+        origin: Origin,
+        out: CheckedOut,
+        key_name_requested: bool,
+        rng: &mut dyn CryptoRng,
+    ) -> Action {
+        let subject = match subject(runtime, &out) {
+            Ok(s) => s,
+            Err(failure) => {
+                return self.conclude(
+                    now,
+                    runtime,
+                    origin,
+                    out,
+                    Err(failure),
+                    key_name_requested,
+                    rng,
+                );
+            }
+        };
+        let Some(authz) = &runtime.authz else {
+            let failure = Failure::new("internal", "no authorization configured");
+            return self.conclude(
+                now,
+                runtime,
+                origin,
+                out,
+                Err(failure),
+                key_name_requested,
+                rng,
+            );
+        };
+        if let Some(hit) = authz.cached(&subject.identity, now.instant) {
+            return self.decided(
+                now,
+                runtime,
+                origin,
+                out,
+                &subject,
+                Ok(hit),
+                Duration::ZERO,
+                key_name_requested,
+                rng,
+            );
+        }
+        let deadline = authz.settings().timeout;
+        let identity = subject.identity.clone();
+        let ticket = self.park(Parked {
+            origin,
+            asked: now.instant,
+            waiting: Waiting::Authorize {
+                runtime: runtime.clone(),
+                out: Box::new(out),
+                subject: Box::new(subject),
+                key_name_requested,
+                deadline,
+            },
+        });
+        Action::Ask {
+            ticket,
+            work: Work::Lookup { identity, deadline },
+        }
+    }
+
+    /// The directory answered (or the cache did): the policy decides and
+    /// the conversation ends or sends its final flight.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn decided(
+        &self,
+        now: Now,
+        runtime: &Arc<Runtime>,
+        origin: Origin,
+        out: CheckedOut,
+        subject: &Subject,
+        answer: Result<Lookup, DirectoryError>,
+        waited: Duration,
+        key_name_requested: bool,
+        rng: &mut dyn CryptoRng,
+    ) -> Action {
+        let Some(authz) = &runtime.authz else {
+            let failure = Failure::new("internal", "no authorization configured");
+            return self.conclude(
+                now,
+                runtime,
+                origin,
+                out,
+                Err(failure),
+                key_name_requested,
+                rng,
+            );
+        };
+        if let Ok(lookup) = &answer {
+            authz.remember(&subject.identity, lookup, now.instant);
+        }
+        let backend = authz.settings().directory;
+        let m = &self.metrics.eap;
+        m.authz_seconds
+            .with_label_values(&[backend])
+            .observe(waited.as_secs_f64());
+        let result = match authz.decide(subject, answer) {
+            Decision::Accept { groups, attributes } => {
+                m.authz_decisions
+                    .with_label_values(&[backend, "accept"])
+                    .inc();
+                tracing::debug!(identity = %subject.identity, groups = ?groups, "authorized");
+                Ok(Granted {
+                    identity: subject.identity.clone(),
+                    attributes,
+                })
+            }
+            Decision::Reject { reason, detail } => {
+                m.authz_decisions
+                    .with_label_values(&[backend, "reject"])
+                    .inc();
+                Err(Failure::new(
+                    reason,
+                    format!("{}: {detail}", subject.identity),
+                ))
+            }
+        };
+        self.conclude(now, runtime, origin, out, result, key_name_requested, rng)
+    }
+
+    /// Ends the authorization step: the final flight, or EAP-Failure.
+    #[allow(clippy::too_many_arguments)]
+    fn conclude(
+        &self,
+        now: Now,
+        runtime: &Runtime,
+        origin: Origin,
+        out: CheckedOut,
+        result: Result<Granted, Failure>,
+        key_name_requested: bool,
+        rng: &mut dyn CryptoRng,
+    ) -> Action {
+        let reply = match &runtime.config.eap {
+            Some(eap) => {
+                service::finish(&self.conversations, out, result, &eap.settings, now.instant)
+            }
+            None => Reply::Discard("internal"),
+        };
+        self.eap_answer(now, origin, reply, key_name_requested, rng)
+    }
+
+    /// Counts and logs an EAP outcome, and encodes its RADIUS answer.
+    fn eap_answer(
+        &self,
+        now: Now,
+        origin: Origin,
+        reply: Reply,
+        key_name_requested: bool,
+        rng: &mut dyn CryptoRng,
+    ) -> Action {
+        self.observe(&origin, &reply);
+        if let (Reply::Accept { granted, .. }, Some(ledger)) = (&reply, &self.ledger) {
+            for (_, class) in granted.attributes.iter().filter(|(k, _)| *k == CLASS) {
+                ledger.issued_class(class);
+            }
+        }
+        self.metrics.eap.active.set(self.conversations.len() as i64);
+        let ctx = ReplyContext {
+            to: &origin.reply_to,
+            secret: origin.secret(),
+            key_name_requested,
+        };
+        let response = match encode(&reply, &ctx, rng) {
+            Ok(Some((code, bytes))) => Response::Reply {
+                code,
+                bytes,
+                outcome: None,
+            },
+            Ok(None) => Response::Drop(DropReason::EapDiscarded),
+            Err(e) => Response::Drop(DropReason::Unanswerable(e)),
+        };
+        self.finish(now, origin, response)
+    }
+
+    fn observe(&self, origin: &Origin, reply: &Reply) {
+        let m = &self.metrics.eap;
+        let client = &origin.client.name;
+        match reply {
+            Reply::Challenge { .. } => {}
+            Reply::Discard(reason) => {
+                m.discarded.with_label_values(&[reason]).inc();
+                tracing::debug!(client = %client, reason, "EAP response discarded");
+            }
+            Reply::Accept {
+                granted,
+                established,
+                round_trips,
+                duration,
+                ..
+            } => {
+                let version = match established.version {
+                    rustls::ProtocolVersion::TLSv1_2 => "1.2",
+                    rustls::ProtocolVersion::TLSv1_3 => "1.3",
+                    _ => "other",
+                };
+                m.succeeded
+                    .with_label_values(&[
+                        version,
+                        &established.cipher_suite,
+                        if established.resumed { "true" } else { "false" },
+                    ])
+                    .inc();
+                m.handshake_seconds.observe(duration.as_secs_f64());
+                m.round_trips.observe(f64::from(*round_trips));
+                tracing::info!(
+                    client = %client,
+                    identity = %granted.identity,
+                    tls_version = version,
+                    cipher_suite = %established.cipher_suite,
+                    resumed = established.resumed,
+                    round_trips,
+                    duration_ms = duration.as_millis() as u64,
+                    attributes = granted.attributes.len(),
+                    "access accepted"
+                );
+            }
+            Reply::Reject { failure, .. } => {
+                m.failed.with_label_values(&[failure.reason]).inc();
+                tracing::info!(
+                    client = %client,
+                    reason = failure.reason,
+                    detail = %failure.detail,
+                    "access rejected"
+                );
+            }
+        }
+    }
+}
+
+/// The certificate identity (verified again for a resumed session: CRLs
+/// may have changed since its full handshake), its binding to the outer
+/// identity, and what the policy matches on: the NAS and stations the
+/// conversation started with.
+fn subject(runtime: &Runtime, out: &CheckedOut) -> Result<Subject, Failure> {
+    let (Some(eap), Some(tls), Some(conv)) =
+        (&runtime.config.eap, &runtime.tls, out.conversation.as_ref())
+    else {
+        return Err(Failure::new("internal", "no conversation to authorize"));
+    };
+    let Some(est) = conv.established.as_deref() else {
+        return Err(Failure::new("internal", "no handshake result"));
+    };
+    let certificate = tls
+        .identity(&est.peer_chain, est.resumed)
+        .map_err(|e| match e {
+            ChainError::Identity(e) => Failure::new("certificate_identity", e.to_string()),
+            e if est.resumed => Failure::new("certificate_rejected", format!("on resumption: {e}")),
+            e => Failure::new("certificate_rejected", e.to_string()),
+        })?;
+    let (_, identity) = certificate
+        .pick(&eap.identity_sources)
+        .map_err(|e| Failure::new("certificate_identity", e.to_string()))?;
+    let identity = identity.to_string();
+    eap.binding
+        .check(&conv.outer_identity, &identity)
+        .map_err(|e| Failure::new("identity_mismatch", e))?;
+    Ok(Subject {
+        identity,
+        outer_identity: conv.outer_identity.clone(),
+        certificate,
+        nas: conv.origin.nas.to_string(),
+        called_station: conv.called_station.clone(),
+        calling_station: conv.origin.calling_station.clone(),
+        resumed: est.resumed,
+    })
+}

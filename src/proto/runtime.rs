@@ -1,0 +1,49 @@
+//! What one configuration gives the engine: the client table, the TLS
+//! context (certificates, CA bundles, CRLs), and the authorization policy
+//! with its cache. A reload builds a new one and swaps it in; requests in
+//! flight keep the one they started with.
+//!
+//! Building only: it reads no file (the configuration already did).
+
+use std::sync::Arc;
+
+use super::authz::decide::Authorization;
+use super::clients::ClientTable;
+use super::tls::{SessionStore, TlsContext, TlsError};
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub clients: ClientTable,
+    /// None when EAP-TLS is not configured.
+    pub tls: Option<TlsContext>,
+    /// The policy and a fresh cache; with EAP-TLS only.
+    pub authz: Option<Authorization>,
+}
+
+impl Runtime {
+    /// Builds the TLS configuration around the engine's session store, so
+    /// reloads keep resumption working.
+    pub fn new(
+        config: Arc<Config>,
+        sessions: &Arc<SessionStore>,
+        metrics: &Metrics,
+    ) -> Result<Self, TlsError> {
+        let clients = ClientTable::new(&config.clients);
+        let tls = match &config.eap {
+            Some(eap) => Some(TlsContext::build(&eap.material, &eap.tls_policy, sessions)?),
+            None => None,
+        };
+        let authz = config
+            .eap
+            .as_ref()
+            .map(|eap| Authorization::new(eap.authz.decision.clone(), metrics.authz.clone()));
+        Ok(Runtime {
+            config,
+            clients,
+            tls,
+            authz,
+        })
+    }
+}
