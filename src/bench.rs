@@ -29,22 +29,23 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / clock_ticks())
 }
 
-/// Peak resident set size of a process from /proc, in KiB.
-pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+/// A KiB figure of a process's /proc status (`VmHWM:`, `VmRSS:`, …).
+fn status_kib(pid: &str, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Peak resident set size of a process from /proc, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(&pid.to_string(), "VmHWM:")
 }
 
 /// The process's resident set now, KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    status_kib(&pid.to_string(), "VmRSS:")
 }
 
 fn clock_ticks() -> f64 {

@@ -160,7 +160,7 @@ impl Rng {
 
 const USER_NAME: u8 = 1;
 const STATE: u8 = 24;
-const ACCT_STATUS_TYPE: u8 = 40;
+use certgate::proto::wire::attr::ACCT_STATUS_TYPE;
 const ACCT_SESSION_ID: u8 = 44;
 
 fn secret() -> Secret {

@@ -95,9 +95,7 @@ impl AccountingMetrics {
                     "certgate_journal_fsync_seconds",
                     "Time to write and fdatasync one batch of journal records.",
                 )
-                .buckets(vec![
-                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
-                ]),
+                .buckets(super::seconds()),
             )?,
             batch_records: Histogram::with_opts(
                 HistogramOpts::new(

@@ -27,10 +27,7 @@ impl AuthzMetrics {
                     "certgate_ldap_operation_duration_seconds",
                     "LDAP operations (connect, bind, search), by server and operation, failed ones included.",
                 )
-                .buckets(vec![
-                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                    0.5, 1.0, 2.5, 5.0,
-                ]),
+                .buckets(super::seconds()),
                 &["server", "operation"],
             )?,
             ldap_errors: IntCounterVec::new(

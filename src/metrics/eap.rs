@@ -116,9 +116,7 @@ impl EapMetrics {
                     "certgate_authz_duration_seconds",
                     "Time an authorization decision took, by backend.",
                 )
-                .buckets(vec![
-                    0.00001, 0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
-                ]),
+                .buckets(super::seconds()),
                 &["backend"],
             )?,
         };

@@ -17,17 +17,17 @@ use super::authz::{Decision, DirectoryError, Lookup, Subject};
 use super::clock::Now;
 use super::eap::conversation::Granted;
 use super::eap::packet::{method, reassemble};
-use super::eap::reply::{EAP_KEY_NAME, ReplyContext, encode};
+use super::eap::reply::{ReplyContext, encode};
 use super::eap::service::{self, EapRequest, Handled, Reply};
 use super::eap::table::CheckedOut;
 use super::eap::tls_session::Failure;
 use super::engine::{Action, Engine, Origin, Parked, Waiting, Work};
-use super::runtime::Runtime;
+use super::runtime::{EapRuntime, Runtime};
 use super::status::Response;
 use super::tls::ChainError;
 use super::wire::Packet;
 use super::wire::attr::{
-    CALLED_STATION_ID, CALLING_STATION_ID, CLASS, FRAMED_MTU, NAS_IDENTIFIER, STATE,
+    CALLED_STATION_ID, CALLING_STATION_ID, CLASS, EAP_KEY_NAME, FRAMED_MTU, NAS_IDENTIFIER, STATE,
 };
 use super::wire::packet::value_u32;
 
@@ -45,7 +45,7 @@ impl Engine {
         packet: &Packet<'_>,
         rng: &mut dyn CryptoRng,
     ) -> Action {
-        let (Some(eap_config), Some(tls)) = (&runtime.config.eap, &runtime.tls) else {
+        let Some(eap_runtime) = &runtime.eap else {
             return self.finish(now, origin, Response::Drop(DropReason::Internal));
         };
         let eap = reassemble(packet).unwrap_or_default();
@@ -61,10 +61,10 @@ impl Engine {
         };
         let key_name_requested = packet.attribute(EAP_KEY_NAME).is_some();
         let starts = eap.first() == Some(&2) && eap.get(4) == Some(&method::IDENTITY);
-        let settings = &eap_config.settings;
+        let settings = &eap_runtime.config.settings;
         let reply = match service::handle(
             &self.conversations,
-            &tls.server,
+            &eap_runtime.tls.server,
             settings,
             &req,
             now.instant,
@@ -92,32 +92,16 @@ impl Engine {
         key_name_requested: bool,
         rng: &mut dyn CryptoRng,
     ) -> Action {
-        let subject = match subject(runtime, &out) {
+        let Some(eap) = &runtime.eap else {
+            return self.finish(now, origin, Response::Drop(DropReason::Internal));
+        };
+        let subject = match subject(eap, &out) {
             Ok(s) => s,
             Err(failure) => {
-                return self.conclude(
-                    now,
-                    runtime,
-                    origin,
-                    out,
-                    Err(failure),
-                    key_name_requested,
-                    rng,
-                );
+                return self.conclude(now, eap, origin, out, Err(failure), key_name_requested, rng);
             }
         };
-        let Some(authz) = &runtime.authz else {
-            let failure = Failure::new("internal", "no authorization configured");
-            return self.conclude(
-                now,
-                runtime,
-                origin,
-                out,
-                Err(failure),
-                key_name_requested,
-                rng,
-            );
-        };
+        let authz = &eap.authz;
         if let Some(hit) = authz.cached(&subject.identity, now.instant) {
             return self.decided(
                 now,
@@ -165,18 +149,10 @@ impl Engine {
         key_name_requested: bool,
         rng: &mut dyn CryptoRng,
     ) -> Action {
-        let Some(authz) = &runtime.authz else {
-            let failure = Failure::new("internal", "no authorization configured");
-            return self.conclude(
-                now,
-                runtime,
-                origin,
-                out,
-                Err(failure),
-                key_name_requested,
-                rng,
-            );
+        let Some(eap) = &runtime.eap else {
+            return self.finish(now, origin, Response::Drop(DropReason::Internal));
         };
+        let authz = &eap.authz;
         if let Ok(lookup) = &answer {
             authz.remember(&subject.identity, lookup, now.instant);
         }
@@ -206,7 +182,7 @@ impl Engine {
                 ))
             }
         };
-        self.conclude(now, runtime, origin, out, result, key_name_requested, rng)
+        self.conclude(now, eap, origin, out, result, key_name_requested, rng)
     }
 
     /// Ends the authorization step: the final flight, or EAP-Failure.
@@ -214,19 +190,15 @@ impl Engine {
     fn conclude(
         &self,
         now: Now,
-        runtime: &Runtime,
+        eap: &EapRuntime,
         origin: Origin,
         out: CheckedOut,
         result: Result<Granted, Failure>,
         key_name_requested: bool,
         rng: &mut dyn CryptoRng,
     ) -> Action {
-        let reply = match &runtime.config.eap {
-            Some(eap) => {
-                service::finish(&self.conversations, out, result, &eap.settings, now.instant)
-            }
-            None => Reply::Discard("internal"),
-        };
+        let settings = &eap.config.settings;
+        let reply = service::finish(&self.conversations, out, result, settings, now.instant);
         self.eap_answer(now, origin, reply, key_name_requested, rng)
     }
 
@@ -322,12 +294,11 @@ impl Engine {
 /// may have changed since its full handshake), its binding to the outer
 /// identity, and what the policy matches on: the NAS and stations the
 /// conversation started with.
-fn subject(runtime: &Runtime, out: &CheckedOut) -> Result<Subject, Failure> {
-    let (Some(eap), Some(tls), Some(conv)) =
-        (&runtime.config.eap, &runtime.tls, out.conversation.as_ref())
-    else {
+fn subject(eap: &EapRuntime, out: &CheckedOut) -> Result<Subject, Failure> {
+    let Some(conv) = out.conversation.as_ref() else {
         return Err(Failure::new("internal", "no conversation to authorize"));
     };
+    let tls = &eap.tls;
     let Some(est) = conv.established.as_deref() else {
         return Err(Failure::new("internal", "no handshake result"));
     };
@@ -339,10 +310,11 @@ fn subject(runtime: &Runtime, out: &CheckedOut) -> Result<Subject, Failure> {
             e => Failure::new("certificate_rejected", e.to_string()),
         })?;
     let (_, identity) = certificate
-        .pick(&eap.identity_sources)
+        .pick(&eap.config.identity_sources)
         .map_err(|e| Failure::new("certificate_identity", e.to_string()))?;
     let identity = identity.to_string();
-    eap.binding
+    eap.config
+        .binding
         .check(&conv.outer_identity, &identity)
         .map_err(|e| Failure::new("identity_mismatch", e))?;
     Ok(Subject {

@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
 
 const SHARDS: usize = 16;
 
@@ -60,11 +61,9 @@ impl DedupCache {
         }
     }
 
-    fn shard(&self, key: &DedupKey) -> std::sync::MutexGuard<'_, HashMap<DedupKey, Slot>> {
+    fn shard(&self, key: &DedupKey) -> MutexGuard<'_, HashMap<DedupKey, Slot>> {
         let i = (self.hasher.hash_one(key) as usize) % SHARDS;
-        // A poisoned shard only means another thread panicked mid-update of
-        // a plain map; its contents are still usable.
-        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+        self.shards[i].lock()
     }
 
     pub fn begin(&self, key: DedupKey, now: Instant) -> Lookup {
@@ -102,7 +101,7 @@ impl DedupCache {
         self.shards
             .iter()
             .map(|s| {
-                let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+                let mut s = s.lock();
                 s.retain(|_, slot| !matches!(slot, Slot::Done { expires, .. } if *expires <= now));
                 // After a burst the map would keep its peak capacity.
                 if s.capacity() > 4 * s.len() + 1024 {

@@ -322,7 +322,7 @@ impl Engine {
                 listener == Listener::Acct,
             ),
             (Listener::Auth, Code::AccessRequest)
-                if packet.has_eap_message() && runtime.tls.is_some() =>
+                if packet.has_eap_message() && runtime.eap.is_some() =>
             {
                 return self.access(now, &runtime, origin, &packet, rng);
             }

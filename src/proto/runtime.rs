@@ -10,16 +10,22 @@ use std::sync::Arc;
 use super::authz::decide::Authorization;
 use super::clients::ClientTable;
 use super::tls::{SessionStore, TlsContext, TlsError};
-use crate::config::Config;
+use crate::config::{Config, EapConfig};
 use crate::metrics::Metrics;
 
 pub struct Runtime {
     pub config: Arc<Config>,
     pub clients: ClientTable,
     /// None when EAP-TLS is not configured.
-    pub tls: Option<TlsContext>,
-    /// The policy and a fresh cache; with EAP-TLS only.
-    pub authz: Option<Authorization>,
+    pub eap: Option<EapRuntime>,
+}
+
+/// EAP-TLS's part: its settings, the TLS context, and the policy with a
+/// fresh cache. They come and go together.
+pub struct EapRuntime {
+    pub config: Arc<EapConfig>,
+    pub tls: TlsContext,
+    pub authz: Authorization,
 }
 
 impl Runtime {
@@ -31,19 +37,18 @@ impl Runtime {
         metrics: &Metrics,
     ) -> Result<Self, TlsError> {
         let clients = ClientTable::new(&config.clients);
-        let tls = match &config.eap {
-            Some(eap) => Some(TlsContext::build(&eap.material, &eap.tls_policy, sessions)?),
+        let eap = match &config.eap {
+            Some(eap) => Some(EapRuntime {
+                tls: TlsContext::build(&eap.material, &eap.tls_policy, sessions)?,
+                authz: Authorization::new(eap.authz.decision.clone(), metrics.authz.clone()),
+                config: eap.clone(),
+            }),
             None => None,
         };
-        let authz = config
-            .eap
-            .as_ref()
-            .map(|eap| Authorization::new(eap.authz.decision.clone(), metrics.authz.clone()));
         Ok(Runtime {
             config,
             clients,
-            tls,
-            authz,
+            eap,
         })
     }
 }

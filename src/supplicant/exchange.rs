@@ -10,7 +10,8 @@ use crate::proto::wire::attr::{
     PROXY_STATE, STATE, USER_NAME, VENDOR_MICROSOFT,
 };
 use crate::proto::wire::crypto::{
-    Secret, mppe_decrypt, verify_reply_message_authenticator, verify_response_authenticator,
+    HeaderAuthenticator, Secret, mppe_decrypt, verify_message_authenticator_over,
+    verify_response_authenticator,
 };
 use crate::proto::wire::{Code, Packet, PacketBuilder};
 
@@ -120,7 +121,8 @@ impl Exchange {
         if self.message_authenticator_first && offset != Some(crate::proto::wire::HEADER_LEN) {
             return Err("Message-Authenticator missing or not first".into());
         }
-        if !verify_reply_message_authenticator(&p, &self.authenticator, &self.secret) {
+        let header = HeaderAuthenticator::Request(&self.authenticator);
+        if !verify_message_authenticator_over(&p, header, &self.secret) {
             return Err("bad Message-Authenticator".into());
         }
         let echoed: Vec<&[u8]> = p.attributes_of(PROXY_STATE).collect();

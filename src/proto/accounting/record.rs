@@ -17,27 +17,15 @@ use serde_json::value::RawValue;
 
 use crate::proto::dictionary::{DataType, Dictionary};
 use crate::proto::wire::Packet;
-use crate::proto::wire::attr::MESSAGE_AUTHENTICATOR;
+use crate::proto::wire::attr::{
+    ACCT_DELAY_TIME, ACCT_INPUT_GIGAWORDS, ACCT_INPUT_OCTETS, ACCT_INPUT_PACKETS,
+    ACCT_OUTPUT_GIGAWORDS, ACCT_OUTPUT_OCTETS, ACCT_OUTPUT_PACKETS, ACCT_SESSION_ID,
+    ACCT_SESSION_TIME, ACCT_STATUS_TYPE, ACCT_TERMINATE_CAUSE, CALLED_STATION_ID,
+    CALLING_STATION_ID, CLASS, FRAMED_IP_ADDRESS, MESSAGE_AUTHENTICATOR, NAS_IDENTIFIER,
+    NAS_IP_ADDRESS, USER_NAME,
+};
 use crate::proto::wire::packet::{value_u32, vendor_specific};
 
-pub const ACCT_STATUS_TYPE: u8 = 40;
-pub const ACCT_DELAY_TIME: u8 = 41;
-const ACCT_INPUT_OCTETS: u8 = 42;
-const ACCT_OUTPUT_OCTETS: u8 = 43;
-const ACCT_SESSION_ID: u8 = 44;
-const ACCT_SESSION_TIME: u8 = 46;
-const ACCT_INPUT_PACKETS: u8 = 47;
-const ACCT_OUTPUT_PACKETS: u8 = 48;
-const ACCT_TERMINATE_CAUSE: u8 = 49;
-const ACCT_INPUT_GIGAWORDS: u8 = 52;
-const ACCT_OUTPUT_GIGAWORDS: u8 = 53;
-const USER_NAME: u8 = 1;
-const NAS_IP_ADDRESS: u8 = 4;
-const NAS_IDENTIFIER: u8 = 32;
-const CALLED_STATION_ID: u8 = 30;
-const CALLING_STATION_ID: u8 = 31;
-const FRAMED_IP_ADDRESS: u8 = 8;
-const CLASS: u8 = 25;
 const NAS_IPV6_ADDRESS: u8 = 95;
 
 /// Acct-Status-Type values (RFC 2866 §5.1).

@@ -5,8 +5,8 @@
 //! Sans-I/O: the caller passes the time. It must not decide anything; a
 //! hit returns exactly what the directory said.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::Lookup;
@@ -34,10 +34,8 @@ impl Cache {
         }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Lookup)>> {
-        // A panic while holding the lock cannot leave the map inconsistent
-        // (every operation is a single insert or remove).
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn map(&self) -> MutexGuard<'_, HashMap<String, (Instant, Lookup)>> {
+        self.entries.lock()
     }
 
     /// The cached answer for a lower-cased identity, if still fresh.

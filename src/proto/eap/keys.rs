@@ -3,13 +3,13 @@
 //!
 //! Sans-I/O: reads an established rustls connection's exporter and the
 //! plaintext hello randoms seen on the wire. It must not encrypt keys for
-//! RADIUS (that is `radius::crypto::mppe_encrypt`).
+//! RADIUS (that is `wire::crypto::mppe_encrypt`).
 
 use rustls::{ProtocolVersion, ServerConnection};
 use thiserror::Error;
 
-/// EAP method type of EAP-TLS, the first octet of its Session-Id.
-const EAP_TLS_TYPE: u8 = 13;
+// EAP-TLS's method type is the first octet of its Session-Id.
+use super::packet::method;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum KeyError {
@@ -72,7 +72,7 @@ pub fn derive(
             exporter(b"client EAP encryption", None, &mut material)?;
             let (client, server) = randoms.ok_or(KeyError::NoRandom("handshake"))?;
             let mut id = Vec::with_capacity(65);
-            id.push(EAP_TLS_TYPE);
+            id.push(method::TLS);
             id.extend_from_slice(&client);
             id.extend_from_slice(&server);
             id
@@ -80,17 +80,17 @@ pub fn derive(
         ProtocolVersion::TLSv1_3 => {
             exporter(
                 b"EXPORTER_EAP_TLS_Key_Material",
-                Some(&[EAP_TLS_TYPE]),
+                Some(&[method::TLS]),
                 &mut material,
             )?;
             let mut method_id = [0u8; 64];
             exporter(
                 b"EXPORTER_EAP_TLS_Method-Id",
-                Some(&[EAP_TLS_TYPE]),
+                Some(&[method::TLS]),
                 &mut method_id,
             )?;
             let mut id = Vec::with_capacity(65);
-            id.push(EAP_TLS_TYPE);
+            id.push(method::TLS);
             id.extend_from_slice(&method_id);
             id
         }

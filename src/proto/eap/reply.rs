@@ -6,7 +6,7 @@
 //! Sans-I/O encoding only: it must not decide the outcome.
 
 use crate::proto::wire::attr::{
-    MS_MPPE_RECV_KEY, MS_MPPE_SEND_KEY, STATE, USER_NAME, VENDOR_MICROSOFT,
+    EAP_KEY_NAME, MS_MPPE_RECV_KEY, MS_MPPE_SEND_KEY, STATE, USER_NAME, VENDOR_MICROSOFT,
 };
 use rand::{CryptoRng, RngExt};
 
@@ -15,9 +15,6 @@ use crate::proto::wire::{BuildError, Code, PacketBuilder, ReplyTo};
 
 use super::packet::push_eap_message;
 use super::service::Reply;
-
-/// RFC 4072 §2.2.
-pub const EAP_KEY_NAME: u8 = 102;
 
 /// The request a reply answers and the secret that signs it.
 #[derive(Debug, Clone, Copy)]

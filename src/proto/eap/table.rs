@@ -29,8 +29,10 @@
 //! Lock order: `nases`, then `stations`, then a shard; never the reverse.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use super::conversation::{Claimed, Conversation};
@@ -252,7 +254,7 @@ impl ConversationTable {
 
     /// Conversations of one NAS.
     pub fn nas_len(&self, nas: &str) -> usize {
-        lock(&self.nases).get(nas).map_or(0, |n| n.count)
+        self.nases.lock().get(nas).map_or(0, |n| n.count)
     }
 
     /// Octets the conversations buffer, as last charged.
@@ -280,7 +282,7 @@ impl ConversationTable {
         state: State,
         now: Instant,
     ) -> Result<CheckedOut, NoRoom> {
-        let mut nases = lock(&self.nases);
+        let mut nases = self.nases.lock();
         let nas = conversation.origin.nas.clone();
         let held = nases.get(&*nas).map_or(0, |n| n.count);
         // With a share as large as the table, a full share is a full table.
@@ -328,7 +330,7 @@ impl ConversationTable {
     ) -> Result<CheckedOut, Missing> {
         let state: State = state.try_into().map_err(|_| Missing::Unknown)?;
         let conv = {
-            let mut shard = lock(&self.shards[shard_of(&state)]);
+            let mut shard = self.shards[shard_of(&state)].lock();
             let owner = &shard.get(&state).ok_or(Missing::Unknown)?.origin;
             if !owner.admits(claimed) {
                 return Err(Missing::Foreign(owner.nas.clone()));
@@ -360,7 +362,7 @@ impl ConversationTable {
         };
         let new = conv.buffered();
         let old = std::mem::replace(&mut conv.charged, new);
-        let mut nases = lock(&self.nases);
+        let mut nases = self.nases.lock();
         self.recharge(&mut nases, &conv.origin.nas, old, new);
         let mut evicted = 0;
         while self.bytes.load(Ordering::Relaxed) > self.limits.memory_budget {
@@ -387,7 +389,7 @@ impl ConversationTable {
         let mut replaced = Vec::new();
         if replace && let Some(station) = &conv.origin.calling_station {
             let key = (conv.origin.nas.to_string(), station.clone());
-            let mut stations = lock(&self.stations);
+            let mut stations = self.stations.lock();
             let list = stations.entry(key).or_default();
             if !list.contains(&state) {
                 list.push(state);
@@ -399,7 +401,7 @@ impl ConversationTable {
                 if *other == state {
                     return true;
                 }
-                let mut shard = lock(&self.shards[shard_of(other)]);
+                let mut shard = self.shards[shard_of(other)].lock();
                 // A conversation checked out right now is in use: keep it.
                 let Some(c) = shard.get(other) else {
                     return true;
@@ -415,8 +417,8 @@ impl ConversationTable {
         }
         let entry = (conv.last_seen, state);
         let nas = conv.origin.nas.clone();
-        lock(&self.shards[shard_of(&state)]).insert(state, conv);
-        let mut nases = lock(&self.nases);
+        self.shards[shard_of(&state)].lock().insert(state, conv);
+        let mut nases = self.nases.lock();
         for old in &replaced {
             self.uncount(&mut nases, old);
         }
@@ -442,7 +444,7 @@ impl ConversationTable {
     pub fn sweep(&self, now: Instant) -> Vec<(Expiry, Conversation)> {
         let mut expired = Vec::new();
         for shard in &self.shards {
-            let mut map = lock(shard);
+            let mut map = shard.lock();
             let due: Vec<(State, Expiry)> = map
                 .iter()
                 .filter_map(|(s, c)| self.limits.expiry(c, now).map(|e| (*s, e)))
@@ -456,7 +458,7 @@ impl ConversationTable {
                 map.shrink_to_fit();
             }
         }
-        let mut nases = lock(&self.nases);
+        let mut nases = self.nases.lock();
         for (_, _, c) in &expired {
             self.uncount(&mut nases, c);
         }
@@ -468,7 +470,7 @@ impl ConversationTable {
         for (state, _, c) in &expired {
             self.unstation(c, state);
         }
-        let mut stations = lock(&self.stations);
+        let mut stations = self.stations.lock();
         if stations.capacity() > 4 * stations.len() + 1024 {
             stations.shrink_to_fit();
         }
@@ -535,7 +537,7 @@ impl ConversationTable {
                 return None;
             }
             n.queue.pop_front();
-            let mut shard = lock(&self.shards[shard_of(&state)]);
+            let mut shard = self.shards[shard_of(&state)].lock();
             if shard.get(&state).is_some_and(|c| c.last_seen == seen) {
                 return shard.remove(&state).map(|c| (state, c));
             }
@@ -546,7 +548,8 @@ impl ConversationTable {
     /// Drops queue entries that no longer describe a stored conversation.
     fn compact(&self, n: &mut Nas) {
         n.queue.retain(|(seen, state)| {
-            lock(&self.shards[shard_of(state)])
+            self.shards[shard_of(state)]
+                .lock()
                 .get(state)
                 .is_some_and(|c| c.last_seen == *seen)
         });
@@ -567,7 +570,7 @@ impl ConversationTable {
 
     fn unstation(&self, conv: &Conversation, state: &State) {
         if let Some(station) = &conv.origin.calling_station {
-            let mut stations = lock(&self.stations);
+            let mut stations = self.stations.lock();
             let key = (conv.origin.nas.to_string(), station.clone());
             if let Some(list) = stations.get_mut(&key) {
                 list.retain(|s| s != state);
@@ -579,13 +582,7 @@ impl ConversationTable {
     }
 
     fn forget(&self, state: &State, conv: &Conversation) {
-        self.uncount(&mut lock(&self.nases), conv);
+        self.uncount(&mut self.nases.lock(), conv);
         self.unstation(conv, state);
     }
-}
-
-/// A poisoned lock only means another thread panicked mid-update of a map
-/// whose entries stay individually valid; keep serving.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

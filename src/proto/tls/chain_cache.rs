@@ -15,7 +15,9 @@
 //! Sans-I/O: time is passed in. It must not verify anything itself.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
 
@@ -88,9 +90,7 @@ impl ChainCache {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<ChainKey, Verified>> {
-        // A panic elsewhere while holding the lock leaves a map that is
-        // still consistent (no multi-step updates), so keep using it.
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+        self.map.lock()
     }
 
     pub fn get(&self, key: &ChainKey, now: u64) -> Option<Verified> {

@@ -102,39 +102,28 @@ pub fn message_authenticator(
     mac.finalize().into_bytes().into()
 }
 
-/// Checks a received packet's Message-Authenticator; false when absent.
+/// Checks a received request's Message-Authenticator; false when absent.
 pub fn verify_message_authenticator(packet: &Packet<'_>, secret: &Secret) -> bool {
+    verify_message_authenticator_over(
+        packet,
+        HeaderAuthenticator::for_received(packet.code()),
+        secret,
+    )
+}
+
+/// Checks a packet's Message-Authenticator as computed with `header` in
+/// the Authenticator field: `for_received` for a request, the request's
+/// authenticator for a reply (RFC 3579 §3.2). False when absent.
+pub fn verify_message_authenticator_over(
+    packet: &Packet<'_>,
+    header: HeaderAuthenticator<'_>,
+    secret: &Secret,
+) -> bool {
     let Some(at) = packet.message_authenticator_offset() else {
         return false;
     };
     let bytes = packet.bytes();
-    let want = message_authenticator(
-        bytes,
-        at,
-        HeaderAuthenticator::for_received(packet.code()),
-        secret,
-    );
-    let got = &bytes[at + 2..at + MESSAGE_AUTHENTICATOR_LEN];
-    want.ct_eq(got).into()
-}
-
-/// Checks a reply's Message-Authenticator (computed over the request's
-/// authenticator, RFC 3579 §3.2); false when absent. For clients.
-pub fn verify_reply_message_authenticator(
-    reply: &Packet<'_>,
-    request_authenticator: &[u8; 16],
-    secret: &Secret,
-) -> bool {
-    let Some(at) = reply.message_authenticator_offset() else {
-        return false;
-    };
-    let bytes = reply.bytes();
-    let want = message_authenticator(
-        bytes,
-        at,
-        HeaderAuthenticator::Request(request_authenticator),
-        secret,
-    );
+    let want = message_authenticator(bytes, at, header, secret);
     let got = &bytes[at + 2..at + MESSAGE_AUTHENTICATOR_LEN];
     want.ct_eq(got).into()
 }

@@ -6,8 +6,8 @@
 //!
 //! I/O edge. It must not interpret entries (that is `ldap::query`).
 
+use parking_lot::Mutex as SyncMutex;
 use std::sync::Arc;
-use std::sync::Mutex as StdMutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,7 @@ pub struct Server {
     pub url: String,
     slots: Vec<Mutex<Option<Live>>>,
     next: AtomicUsize,
-    backoff: StdMutex<Backoff>,
+    backoff: SyncMutex<Backoff>,
 }
 
 impl std::fmt::Debug for Server {
@@ -97,7 +97,7 @@ impl Pool {
                     .map(|_| Mutex::new(None))
                     .collect(),
                 next: AtomicUsize::new(0),
-                backoff: StdMutex::new(Backoff::default()),
+                backoff: SyncMutex::new(Backoff::default()),
             })
             .collect();
         Pool {
@@ -109,14 +109,14 @@ impl Pool {
 
     /// When the server may be tried again; None when it is not backing off.
     pub fn backing_off(&self, server: &Server, now: Instant) -> Option<Instant> {
-        let b = server.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        let b = server.backoff.lock();
         b.until.filter(|u| *u > now)
     }
 
     /// Records a transport failure: the next try waits 0.5 s, 1 s, 2 s, …
     /// up to `backoff_max`.
     pub fn failed(&self, server: &Server, now: Instant) {
-        let mut b = server.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        let mut b = server.backoff.lock();
         b.failures = b.failures.saturating_add(1);
         let step =
             Duration::from_millis(500).saturating_mul(1 << b.failures.min(16).saturating_sub(1));
@@ -124,7 +124,7 @@ impl Pool {
     }
 
     fn succeeded(&self, server: &Server) {
-        let mut b = server.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        let mut b = server.backoff.lock();
         *b = Backoff::default();
     }
 
