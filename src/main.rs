@@ -170,13 +170,14 @@ fn prepare_demo(
     }
     let abs = |name: &str| {
         let p = dir.join(name);
-        std::fs::canonicalize(&p).unwrap_or(p).display().to_string()
+        std::fs::canonicalize(&p).unwrap_or(p)
     };
-    let eapol = format!(
-        "network={{\n    key_mgmt=IEEE8021X\n    eap=TLS\n    identity=\"{user}\"\n    ca_cert=\"{}\"\n    client_cert=\"{}\"\n    private_key=\"{}\"\n    eapol_flags=0\n}}\n",
-        abs("ca.pem"),
-        abs(&format!("clients/{user}.pem")),
-        abs(&format!("clients/{user}.key")),
+    let eapol = certgate::pki::eapol_test_conf(
+        user,
+        &abs("ca.pem"),
+        &abs(&format!("clients/{user}.pem")),
+        &abs(&format!("clients/{user}.key")),
+        "",
     );
     let conf = dir.join("eapol_test.conf");
     std::fs::write(&conf, &eapol).map_err(|e| format!("{}: {e}", conf.display()))?;
@@ -184,11 +185,12 @@ fn prepare_demo(
         "try it from another terminal (Debian package eapoltest):\n  eapol_test -c {} -a 127.0.0.1 -p 1812 -s testing123\n",
         conf.display()
     );
+    let text = |name: &str| abs(name).display().to_string();
     Ok(vec![
-        ("tls.certificate".into(), abs("server.pem").into()),
-        ("tls.private_key".into(), abs("server.key").into()),
-        ("tls.ca".into(), vec![abs("ca.pem")].into()),
-        ("tls.crls".into(), vec![abs("crl.pem")].into()),
+        ("tls.certificate".into(), text("server.pem").into()),
+        ("tls.private_key".into(), text("server.key").into()),
+        ("tls.ca".into(), vec![text("ca.pem")].into()),
+        ("tls.crls".into(), vec![text("crl.pem")].into()),
     ])
 }
 

@@ -99,6 +99,25 @@ pub struct ClientFiles {
     pub key: PathBuf,
 }
 
+/// An `eapol_test` (wpa_supplicant) configuration for EAP-TLS with one
+/// client certificate; `extra` lines go into the network block (e.g.
+/// `phase1="tls_disable_tlsv1_3=0"`). Used by `certgate demo` and the
+/// tests.
+pub fn eapol_test_conf(
+    identity: &str,
+    ca: &Path,
+    certificate: &Path,
+    key: &Path,
+    extra: &str,
+) -> String {
+    format!(
+        "network={{\n  key_mgmt=IEEE8021X\n  eap=TLS\n  identity=\"{identity}\"\n  ca_cert=\"{}\"\n  client_cert=\"{}\"\n  private_key=\"{}\"\n  eapol_flags=0\n{extra}\n}}\n",
+        ca.display(),
+        certificate.display(),
+        key.display()
+    )
+}
+
 pub struct Pki {
     dir: PathBuf,
     ca_name: String,

@@ -2,6 +2,7 @@
 //! binary, the JSON Lines journal on disk, live sessions, metrics, and a
 //! kill -9 in the middle of concurrent load.
 
+#[macro_use]
 mod common;
 
 use std::collections::HashSet;
@@ -72,6 +73,7 @@ fn acct(server: &TestServer, attrs: &str) -> bool {
 
 #[test]
 fn start_interim_stop_with_gigawords_journal_sessions_and_metrics() {
+    require!("radclient");
     let journal = tempfile::tempdir().expect("tempdir");
     let s = server(journal.path());
     let common = "Acct-Session-Id = \"s-1\"\nUser-Name = \"alice@example.org\"\nNAS-IP-Address = 192.0.2.1\nCalling-Station-Id = \"02-00-00-00-00-01\"\nClass = \"group=staff\"\n";
@@ -145,6 +147,7 @@ fn start_interim_stop_with_gigawords_journal_sessions_and_metrics() {
 /// in accounting, its labels stay bounded.
 #[tokio::test]
 async fn sessions_by_group_counts_only_groups_the_policy_issued() {
+    require!("radclient");
     use certgate::pki::KeyType;
     use certgate::supplicant::Versions;
     use common::lab::{ALICE, Lab, authenticate};
@@ -198,6 +201,7 @@ async fn sessions_by_group_counts_only_groups_the_policy_issued() {
 /// order and unchanged.
 #[test]
 fn accounting_response_echoes_proxy_state() {
+    require!("radclient");
     let journal = tempfile::tempdir().expect("tempdir");
     let s = server(journal.path());
     let (ok, out) = radclient(
@@ -221,6 +225,7 @@ fn accounting_response_echoes_proxy_state() {
 /// than its limit; pages chain through `next` to every session once.
 #[test]
 fn sessions_need_the_token_and_come_in_pages() {
+    require!("radclient");
     let journal = tempfile::tempdir().expect("tempdir");
     let s = server(journal.path());
     for i in 0..7 {
@@ -271,6 +276,7 @@ fn sessions_need_the_token_and_come_in_pages() {
 
 #[test]
 fn accounting_on_clears_the_nas_sessions() {
+    require!("radclient");
     let journal = tempfile::tempdir().expect("tempdir");
     let s = server(journal.path());
     for id in ["a", "b", "c"] {
@@ -289,6 +295,7 @@ fn accounting_on_clears_the_nas_sessions() {
 
 #[test]
 fn unwritable_journal_means_no_accounting_response() {
+    require!("radclient");
     let dir = tempfile::tempdir().expect("tempdir");
     // A file where the directory should be: no journal can be created, even
     // for root (who ignores permission bits).
@@ -353,10 +360,10 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
     // One try per record: once the server is killed nothing answers.
     let load = Senders::start(s.acct, 64, "k", Duration::ZERO);
     // Let load build up, then kill -9 while requests are in flight.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while load.acked() < 2000 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::poll::until_async(Duration::from_secs(10), || async {
+        (load.acked() >= 2000).then_some(())
+    })
+    .await;
     s.signal("KILL");
     let status = s
         .wait_exit(Duration::from_secs(5))
@@ -507,15 +514,11 @@ async fn a_full_or_read_only_journal_under_load_loses_nothing_acknowledged() {
     let load = Senders::start(s.acct, 16, "f", Duration::from_secs(60));
     let count = || load.acked();
     let wait_for = |n: usize| async move {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while count() < n {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "acknowledgements stalled at {}",
-                count()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let got = common::poll::until_async(Duration::from_secs(20), || async {
+            (count() >= n).then_some(())
+        })
+        .await;
+        assert!(got.is_some(), "acknowledgements stalled at {}", count());
     };
     // Once the fault has bitten, acknowledgements stop: a few small batches
     // may still fit in the page the journal file already holds (or, for a
@@ -614,7 +617,6 @@ impl Senders {
                 let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
                     .await
                     .expect("bind");
-                let mut buf = vec![0u8; 4096];
                 for n in 0u32.. {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
                         break;
@@ -624,14 +626,11 @@ impl Senders {
                     let ra: [u8; 16] = req[4..20].try_into().expect("16");
                     let give_up = std::time::Instant::now() + patience;
                     let stored = loop {
-                        let _ = sock.send_to(&req, target).await;
-                        let got = tokio::time::timeout(
-                            Duration::from_millis(500),
-                            sock.recv_from(&mut buf),
-                        )
-                        .await;
-                        if let Ok(Ok((len, _))) = got {
-                            let ok = Packet::decode(&buf[..len]).is_ok_and(|reply| {
+                        let got =
+                            common::exchange_async(&sock, target, &req, Duration::from_millis(500))
+                                .await;
+                        if let Some(reply) = got {
+                            let ok = Packet::decode(&reply).is_ok_and(|reply| {
                                 reply.code() == Code::AccountingResponse
                                     && reply.identifier() == n as u8
                                     && certgate::proto::wire::crypto::verify_response_authenticator(

@@ -1,6 +1,7 @@
 //! The core server against real peers: Debian's radclient, promtool, raw UDP.
 //! Each test starts its own certgate on ephemeral 127.0.0.1 ports.
 
+#[macro_use]
 mod common;
 
 use std::process::Command;
@@ -17,6 +18,7 @@ const SHORT: Duration = Duration::from_secs(2);
 
 #[test]
 fn status_server_is_answered_on_both_ports() {
+    require!("radclient");
     let s = TestServer::start(&loopback_client(""));
     let (ok, out) = radclient(s.auth, "status", SECRET, STATUS_INPUT);
     assert!(ok && out.contains("Received Access-Accept"), "{out}");
@@ -34,6 +36,7 @@ fn status_server_is_answered_on_both_ports() {
 
 #[test]
 fn wrong_secret_and_missing_message_authenticator_get_no_answer() {
+    require!("radclient");
     let s = TestServer::start(&loopback_client(""));
     let (ok, out) = radclient(s.auth, "status", "not-the-secret", STATUS_INPUT);
     assert!(!ok, "wrong secret was answered: {out}");
@@ -87,6 +90,7 @@ fn wrong_secret_and_missing_message_authenticator_get_no_answer() {
 
 #[test]
 fn unknown_client_gets_no_answer() {
+    require!("radclient");
     // The only client is ::1; the test sends from 127.0.0.1.
     let s = TestServer::start(&format!(
         "[[clients]]\nname = \"v6\"\naddress = \"::1\"\nsecret = \"{SECRET}\"\n"
@@ -101,6 +105,7 @@ fn unknown_client_gets_no_answer() {
 
 #[test]
 fn access_request_is_rejected_with_message_authenticator_first() {
+    require!("radclient");
     let s = TestServer::start(&loopback_client(""));
     let secret = Secret::new(SECRET.as_bytes());
     let ra = [0x5A; 16];
@@ -144,6 +149,7 @@ fn access_request_is_rejected_with_message_authenticator_first() {
 /// them. Tried as a new user would, with radclient.
 #[test]
 fn proxy_state_is_echoed_in_every_reply() {
+    require!("radclient");
     let s = TestServer::start(&loopback_client(""));
     let with_proxy_state = |attrs: &str| {
         format!(
@@ -247,6 +253,7 @@ fn malformed_datagrams_are_dropped_and_service_continues() {
 
 #[test]
 fn accounting_is_dropped_until_storage_exists() {
+    require!("radclient");
     let s = TestServer::start(&loopback_client(""));
     let (ok, out) = radclient(
         s.acct,
@@ -269,6 +276,7 @@ fn accounting_is_dropped_until_storage_exists() {
 
 #[test]
 fn sighup_reloads_clients_and_keeps_running_config_when_broken() {
+    require!("radclient");
     let s = TestServer::start(&format!(
         "[[clients]]\nname = \"v6\"\naddress = \"::1\"\nsecret = \"{SECRET}\"\n"
     ));
@@ -329,6 +337,7 @@ fn sighup_reloads_clients_and_keeps_running_config_when_broken() {
 
 #[test]
 fn metrics_pass_promtool() {
+    require!("radclient", "promtool");
     let s = TestServer::start(&loopback_client(""));
     radclient(s.auth, "status", SECRET, STATUS_INPUT);
     radclient(s.auth, "status", "wrong", STATUS_INPUT);
@@ -345,33 +354,14 @@ fn metrics_pass_promtool() {
     ] {
         assert!(body.contains(family), "{family} missing");
     }
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool must be installed (apt-get install prometheus)");
-    use std::io::Write;
-    check
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body.as_bytes())
-        .expect("write");
-    let out = check.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check(&body);
     let (status, _) = http_get(s.metrics, "/nothing");
     assert!(status.contains("404"), "{status}");
 }
 
 #[test]
 fn sigterm_stops_gracefully_with_exit_zero() {
+    require!("radclient");
     let mut s = TestServer::start(&loopback_client(""));
     let (ok, _) = radclient(s.auth, "status", SECRET, STATUS_INPUT);
     assert!(ok);

@@ -2,6 +2,7 @@
 //! wpa_supplicant test peer) and against the Rust test supplicant, with a
 //! PKI generated at test time.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -26,6 +27,7 @@ const TLS12_ONLY: &str = "  phase1=\"tls_disable_tlsv1_3=1\"";
 
 #[test]
 fn eapol_test_tls12_and_tls13_get_keys_and_reply_attributes() {
+    require!("eapol_test");
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "", "");
     let ca = lab.pki.path("ca.pem");
@@ -67,6 +69,7 @@ fn eapol_test_tls12_and_tls13_get_keys_and_reply_attributes() {
 
 #[test]
 fn eapol_test_with_rsa_server_certificate_and_intermediate_client_ca() {
+    require!("eapol_test");
     let lab = Lab::new(KeyType::Rsa2048);
     let s = server(&lab, "", "");
     let ca = lab.pki.path("ca.pem");
@@ -80,6 +83,7 @@ fn eapol_test_with_rsa_server_certificate_and_intermediate_client_ca() {
 
 #[test]
 fn eapol_test_small_client_fragments() {
+    require!("eapol_test");
     let lab = Lab::new(KeyType::EcdsaP256);
     // The server fragments too: 200 octets of TLS per EAP-TLS packet.
     let s = server(&lab, "fragment_size = 200", "");
@@ -106,6 +110,7 @@ fn eapol_test_small_client_fragments() {
 
 #[test]
 fn bad_client_certificates_are_rejected_with_reasons() {
+    require!("eapol_test");
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "", "");
     let ca = lab.pki.path("ca.pem");
@@ -159,6 +164,7 @@ fn bad_client_certificates_are_rejected_with_reasons() {
 
 #[test]
 fn a_peer_that_does_not_trust_our_ca_refuses_us() {
+    require!("eapol_test");
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "", "");
     let conf = lab.eapol_conf(&lab.pki, ALICE, &lab.other.path("ca.pem"), TLS13);
@@ -170,6 +176,7 @@ fn a_peer_that_does_not_trust_our_ca_refuses_us() {
 
 #[test]
 fn wrong_shared_secret_gets_no_answer() {
+    require!("eapol_test");
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "", "");
     let conf = lab.eapol_conf(&lab.pki, ALICE, &lab.pki.path("ca.pem"), TLS13);
@@ -187,6 +194,7 @@ fn wrong_shared_secret_gets_no_answer() {
 
 #[test]
 fn eapol_test_reauthentication_resumes_every_time() {
+    require!("eapol_test");
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "", "");
     let ca = lab.pki.path("ca.pem");
@@ -263,32 +271,13 @@ async fn identity_binding_exact_rejects_a_foreign_outer_identity() {
 
 #[test]
 fn metrics_page_passes_promtool_after_eap() {
+    require!("eapol_test", "promtool");
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "", "");
     let conf = lab.eapol_conf(&lab.pki, ALICE, &lab.pki.path("ca.pem"), TLS13);
     assert!(eapol_test(&conf, s.auth, common::SECRET, &[]).0);
     let text = s.metrics_text();
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (apt-get install prometheus)");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::promtool_check(&text);
     assert_eq!(
         common::metric_value(&text, "certgate_eap_conversations_started_total"),
         1.0
@@ -341,6 +330,7 @@ async fn revocation_after_sighup_stops_full_and_resumed_authentications() {
 
 #[test]
 fn certgate_demo_serves_the_printed_eapol_test_configuration() {
+    require!("eapol_test");
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = dir.path().join("pki");
     let journal = dir.path().join("journal").display().to_string();
@@ -592,17 +582,12 @@ async fn round(
     eap: &[u8],
 ) -> certgate::supplicant::Reply {
     let request = ex.request(eap);
-    sock.send_to(&request, to).await.expect("send");
-    let mut buf = vec![0u8; 4096];
-    loop {
-        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
-            .await
-            .expect("an answer")
-            .expect("recv");
-        if let Some(reply) = ex.accept(&buf[..n]).expect("authentic reply") {
-            return reply;
-        }
-    }
+    let reply = common::exchange_async(sock, to, &request, Duration::from_secs(5))
+        .await
+        .expect("an answer");
+    ex.accept(&reply)
+        .expect("authentic reply")
+        .expect("the answer to this request")
 }
 
 /// Like strongSwan 5.9's client: a peer whose certificate is refused
@@ -671,6 +656,7 @@ async fn a_peer_that_aborts_on_our_alert_ends_its_conversation_early() {
 /// not), and so does eapol_test's view of the Access-Accept.
 #[tokio::test]
 async fn proxy_state_is_echoed_in_challenges_accept_and_reject() {
+    require!("eapol_test");
     let lab = Lab::new(KeyType::EcdsaP256);
     let s = server(&lab, "", "");
     for (name, want) in [

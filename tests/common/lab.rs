@@ -140,12 +140,7 @@ impl Lab {
             .dir
             .path()
             .join(format!("eapol-{}.conf", rand::random::<u32>()));
-        let text = format!(
-            "network={{\n  key_mgmt=IEEE8021X\n  eap=TLS\n  identity=\"{name}\"\n  ca_cert=\"{}\"\n  client_cert=\"{}\"\n  private_key=\"{}\"\n  eapol_flags=0\n{extra}\n}}\n",
-            ca.display(),
-            cert.display(),
-            key.display()
-        );
+        let text = certgate::pki::eapol_test_conf(name, ca, &cert, &key, extra);
         std::fs::write(&path, text).expect("eapol conf");
         path
     }

@@ -82,14 +82,11 @@ impl Load {
     /// after `timeout`.
     pub async fn wait_more(&self, n: usize, timeout: Duration) -> bool {
         let want = self.finished() + n;
-        let deadline = Instant::now() + timeout;
-        while self.finished() < want {
-            if Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        true
+        super::poll::until_async(timeout, || async {
+            (self.finished() >= want).then_some(())
+        })
+        .await
+        .is_some()
     }
 
     /// Stops the supplicants after their current conversation and returns

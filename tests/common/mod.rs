@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[macro_use]
+pub mod peers;
 pub mod lab;
 pub mod latency;
 pub mod load;
+pub mod poll;
 pub mod slapd;
 
 pub const SECRET: &str = "testing123";
@@ -198,14 +201,7 @@ impl TestServer {
     /// Waits for the process to exit and returns how it ended; None if it
     /// is still running after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        poll::until(timeout, || self.child.try_wait().ok().flatten())
     }
 
     /// Polls a series until it has `want`: counters bumped after a reply is
@@ -215,27 +211,22 @@ impl TestServer {
     }
 
     pub fn wait_metric_within(&self, series: &str, want: f64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.metric(series);
-            if got == want {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{series} = {got}, want {want}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut got = 0.0;
+        let reached = poll::until(timeout, || {
+            got = self.metric(series);
+            (got == want).then_some(())
+        });
+        assert!(reached.is_some(), "{series} = {got}, want {want}");
     }
 
     /// Polls a series until it reaches at least `min`; returns its value.
     pub fn wait_metric_at_least(&self, series: &str, min: f64, timeout: Duration) -> f64 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.metric(series);
-            if got >= min || Instant::now() >= deadline {
-                return got;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut got = 0.0;
+        poll::until(timeout, || {
+            got = self.metric(series);
+            (got >= min).then_some(())
+        });
+        got
     }
 
     pub fn metrics_text(&self) -> String {
@@ -344,6 +335,47 @@ pub fn receive(socket: &UdpSocket, timeout: Duration) -> Option<Vec<u8>> {
         Ok((n, _)) => Some(buf[..n].to_vec()),
         Err(_) => None,
     }
+}
+
+/// `exchange` on a tokio socket: sends `packet` and waits up to `timeout`
+/// for a datagram.
+pub async fn exchange_async(
+    socket: &tokio::net::UdpSocket,
+    to: SocketAddr,
+    packet: &[u8],
+    timeout: Duration,
+) -> Option<Vec<u8>> {
+    socket.send_to(packet, to).await.expect("send");
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(timeout, socket.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => Some(buf[..n].to_vec()),
+        _ => None,
+    }
+}
+
+/// Fails the test unless `promtool check metrics` (Debian package
+/// prometheus) accepts `exposition`.
+pub fn promtool_check(exposition: &str) {
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install prometheus)");
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(exposition.as_bytes())
+        .expect("write");
+    let out = check.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn udp() -> UdpSocket {

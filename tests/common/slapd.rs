@@ -6,7 +6,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const SUFFIX: &str = "dc=example,dc=org";
 pub const BIND_DN: &str = "cn=certgate,ou=services,dc=example,dc=org";
@@ -243,16 +243,17 @@ impl Slapd {
             .stderr(log)
             .spawn()
             .expect("slapd (apt-get install slapd)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
+        let url = self.url();
+        // Ready when it answers a root DSE search; dead if it exited.
+        let ready = super::poll::until(Duration::from_secs(20), || {
             if let Ok(Some(_)) = child.try_wait() {
-                return false;
+                return Some(false);
             }
             let ok = Command::new("ldapsearch")
                 .args([
                     "-x",
                     "-H",
-                    &self.url(),
+                    &url,
                     "-b",
                     "",
                     "-s",
@@ -264,11 +265,11 @@ impl Slapd {
                 .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success());
-            if ok {
-                self.child = Some(child);
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            ok.then_some(true)
+        });
+        if ready == Some(true) {
+            self.child = Some(child);
+            return true;
         }
         let _ = child.kill();
         let _ = child.wait();
