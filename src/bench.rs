@@ -1,6 +1,7 @@
 //! The load generator's engine (`certgate-bench`): runs many concurrent
-//! EAP-TLS conversations or Status-Server probes against a server over UDP,
-//! bounded by count and/or duration, and reports throughput, latency
+//! EAP-TLS conversations, accounting or Status-Server probes against a
+//! server over UDP or RadSec (every worker sharing a few TLS connections,
+//! as a NAS or proxy multiplexes them), bounded by count and/or duration, and reports throughput, latency
 //! percentiles, round trips, failures by reason, and CPU time per
 //! operation of the generator and (given its pid) of the server.
 //!
@@ -12,11 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::ServerName;
 use tokio::net::UdpSocket;
 
 use crate::proto::wire::Code;
 use crate::proto::wire::crypto::Secret;
-use crate::supplicant::Supplicant;
+use crate::supplicant::{RadsecLink, Supplicant, SupplicantError, Transport};
 
 /// CPU time (user + system) of a process from /proc, in seconds.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
@@ -146,6 +148,57 @@ pub struct Load {
     /// ...or after this long, whichever comes first.
     pub duration: Option<Duration>,
     pub server_pid: Option<u32>,
+    pub via: Via,
+}
+
+/// How the generator reaches the server.
+#[derive(Clone)]
+pub enum Via {
+    /// A UDP socket per worker.
+    Udp,
+    /// `connections` RadSec connections, the workers spread over them.
+    Radsec {
+        /// The NAS certificate and the CAs the server's is checked with.
+        config: Arc<rustls::ClientConfig>,
+        server_name: ServerName<'static>,
+        connections: usize,
+    },
+}
+
+impl Via {
+    /// A transport per worker: its own UDP socket, or a share of the
+    /// RadSec connections.
+    async fn transports(
+        &self,
+        target: SocketAddr,
+        workers: usize,
+    ) -> Result<Vec<Arc<Transport>>, SupplicantError> {
+        match self {
+            Via::Udp => {
+                let mut all = Vec::with_capacity(workers);
+                for _ in 0..workers {
+                    let socket = Arc::new(UdpSocket::bind(("127.0.0.1", 0)).await?);
+                    all.push(Arc::new(Transport::udp(socket, target)));
+                }
+                Ok(all)
+            }
+            Via::Radsec {
+                config,
+                server_name,
+                connections,
+            } => {
+                let mut links = Vec::new();
+                for _ in 0..(*connections).clamp(1, workers) {
+                    let link =
+                        RadsecLink::connect(target, config.clone(), server_name.clone()).await?;
+                    links.push(Arc::new(Transport::Radsec(link)));
+                }
+                Ok((0..workers)
+                    .map(|i| links[i % links.len()].clone())
+                    .collect())
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -164,13 +217,13 @@ pub fn random_station() -> String {
 }
 
 /// Full or resumed EAP-TLS conversations, one per operation.
-pub async fn eap_tls(load: &Load, supplicant: Supplicant) -> std::io::Result<Report> {
-    run(load, move |socket, load| {
+pub async fn eap_tls(load: &Load, supplicant: Supplicant) -> Result<Report, SupplicantError> {
+    run(load, move |transport, load| {
         let mut sup = supplicant.clone();
         sup.calling_station = Some(random_station());
         async move {
             let started = Instant::now();
-            match sup.authenticate(&socket, load.target, &load.secret).await {
+            match sup.authenticate(&transport, &load.secret).await {
                 Ok(o) if o.code == Code::AccessAccept && o.mppe_keys_match => Op::Ok {
                     latency: started.elapsed(),
                     round_trips: o.round_trips,
@@ -197,14 +250,14 @@ pub async fn half_open(
     load: &Load,
     supplicant: Supplicant,
     round_trips: u32,
-) -> std::io::Result<Report> {
-    run(load, move |socket, load| {
+) -> Result<Report, SupplicantError> {
+    run(load, move |transport, load| {
         let mut sup = supplicant.clone();
         sup.calling_station = Some(random_station());
         async move {
             let started = Instant::now();
             match sup
-                .abandon_after(&socket, load.target, &load.secret, round_trips)
+                .abandon_after(&transport, &load.secret, round_trips)
                 .await
             {
                 Ok(Code::AccessChallenge) => Op::Ok {
@@ -229,9 +282,9 @@ pub enum Op {
     Failed(String),
 }
 
-async fn run<F, Fut>(load: &Load, op: F) -> std::io::Result<Report>
+async fn run<F, Fut>(load: &Load, op: F) -> Result<Report, SupplicantError>
 where
-    F: Fn(Arc<UdpSocket>, Arc<Load>) -> Fut + Send + Sync + 'static,
+    F: Fn(Arc<Transport>, Arc<Load>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Op> + Send,
 {
     let shared = Arc::new(Shared::default());
@@ -243,8 +296,8 @@ where
     let start = Instant::now();
     let deadline = load.duration.map(|d| start + d);
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..load.concurrency.max(1) {
-        let socket = Arc::new(UdpSocket::bind(("127.0.0.1", 0)).await?);
+    let workers = load.concurrency.max(1);
+    for transport in load.via.transports(load.target, workers).await? {
         let (shared, load, op) = (shared.clone(), load.clone(), op.clone());
         tasks.spawn(async move {
             let mut part = Report::default();
@@ -256,7 +309,7 @@ where
                 if load.count.is_some_and(|c| n >= c) {
                     break;
                 }
-                match op(socket.clone(), load.clone()).await {
+                match op(transport.clone(), load.clone()).await {
                     Op::Ok {
                         latency,
                         round_trips,
@@ -295,28 +348,30 @@ where
 
 /// One Accounting-Request round trip per operation: a Start, Interim-Update
 /// and Stop mix over unique session ids.
-pub async fn acct(load: &Load) -> std::io::Result<Report> {
+pub async fn acct(load: &Load) -> Result<Report, SupplicantError> {
     let counter = Arc::new(AtomicU64::new(0));
-    run(load, move |socket, load| {
+    run(load, move |transport, load| {
         let n = counter.fetch_add(1, Ordering::Relaxed);
         async move {
             let status = [1u32, 3, 2][(n % 3) as usize];
             let session = format!("bench-{}-{}", std::process::id(), n / 3);
-            let mut b =
-                crate::proto::wire::PacketBuilder::new(Code::AccountingRequest, n as u8, false);
-            let built = b
-                .push_u32(40, status)
-                .and_then(|b| b.push(44, session.as_bytes()))
-                .and_then(|b| b.push(1, b"bench@example.org"))
-                .and_then(|b| b.push(4, &[127, 0, 0, 1]))
-                .and_then(|b| b.push_u32(42, (n as u32).wrapping_mul(1000)))
-                .and_then(|b| b.push_u32(43, (n as u32).wrapping_mul(3000)))
-                .and_then(|b| b.push_u32(46, 60));
-            if built.is_err() {
-                return Op::Failed("build".into());
-            }
-            let request = b.finish_accounting_request(&load.secret);
-            request_reply(&socket, &load, &request).await
+            let build = |ra: &mut [u8; 16], id: u8| {
+                let mut b =
+                    crate::proto::wire::PacketBuilder::new(Code::AccountingRequest, id, false);
+                // Short attributes: cannot overflow a packet.
+                let _ = b
+                    .push_u32(40, status)
+                    .and_then(|b| b.push(44, session.as_bytes()))
+                    .and_then(|b| b.push(1, b"bench@example.org"))
+                    .and_then(|b| b.push(4, &[127, 0, 0, 1]))
+                    .and_then(|b| b.push_u32(42, (n as u32).wrapping_mul(1000)))
+                    .and_then(|b| b.push_u32(43, (n as u32).wrapping_mul(3000)))
+                    .and_then(|b| b.push_u32(46, 60));
+                let request = b.finish_accounting_request(&load.secret);
+                ra.copy_from_slice(&request[4..20]);
+                request
+            };
+            request_reply(&transport, &load, build).await
         }
     })
     .await
@@ -324,53 +379,63 @@ pub async fn acct(load: &Load) -> std::io::Result<Report> {
 
 /// One Status-Server (RFC 5997, with Message-Authenticator) per operation,
 /// to the port given as target.
-pub async fn status(load: &Load) -> std::io::Result<Report> {
-    let counter = Arc::new(AtomicU64::new(0));
-    run(load, move |socket, load| {
-        let n = counter.fetch_add(1, Ordering::Relaxed);
-        async move {
-            let authenticator: [u8; 16] = rand::random();
-            let b = crate::proto::wire::PacketBuilder::new(Code::StatusServer, n as u8, true);
-            let request = b.finish_access_request(&authenticator, &load.secret);
-            request_reply(&socket, &load, &request).await
-        }
+pub async fn status(load: &Load) -> Result<Report, SupplicantError> {
+    run(load, move |transport, load| async move {
+        let build = |ra: &mut [u8; 16], id: u8| {
+            *ra = rand::random();
+            let b = crate::proto::wire::PacketBuilder::new(Code::StatusServer, id, true);
+            b.finish_access_request(ra, &load.secret)
+        };
+        request_reply(&transport, &load, build).await
     })
     .await
 }
 
-/// Sends `request` (up to three times, 2 s apart) and waits for the reply
-/// with its Identifier and a valid Response Authenticator.
-async fn request_reply(socket: &UdpSocket, load: &Load, request: &[u8]) -> Op {
-    let Ok(ra) = <[u8; 16]>::try_from(&request[4..20]) else {
-        return Op::Failed("build".into());
-    };
+/// Sends the request `build` makes (it notes its Request Authenticator),
+/// up to three times 2 s apart over UDP, and waits for the reply with its
+/// Identifier and a valid Response Authenticator.
+async fn request_reply(
+    transport: &Transport,
+    load: &Load,
+    build: impl FnOnce(&mut [u8; 16], u8) -> Vec<u8>,
+) -> Op {
     let started = Instant::now();
-    let mut buf = [0u8; 4096];
-    for _ in 0..3 {
-        if socket.send_to(request, load.target).await.is_err() {
-            return Op::Failed("send".into());
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while let Ok(Ok((len, _))) =
-            tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
-        {
-            let Ok(reply) = crate::proto::wire::Packet::decode(&buf[..len]) else {
-                return Op::Failed("malformed reply".into());
-            };
-            if reply.identifier() != request[1] {
-                // A late answer to an earlier request on this socket.
-                continue;
-            }
-            if !crate::proto::wire::crypto::verify_response_authenticator(&reply, &ra, &load.secret)
-            {
-                return Op::Failed("bad response authenticator".into());
-            }
-            return Op::Ok {
-                latency: started.elapsed(),
-                round_trips: 1,
-                resumed: false,
-            };
-        }
+    let mut sent = ([0u8; 16], 0u8);
+    let result = transport
+        .round_trip(
+            Duration::from_secs(2),
+            3,
+            &mut sent,
+            |(ra, id), chosen| {
+                *id = chosen;
+                build(ra, chosen)
+            },
+            |(ra, id), bytes| {
+                let reply = crate::proto::wire::Packet::decode(bytes)
+                    .map_err(|_| "malformed reply".to_string())?;
+                if reply.identifier() != *id {
+                    // A late answer to an earlier request on this socket.
+                    return Ok(None);
+                }
+                if !crate::proto::wire::crypto::verify_response_authenticator(
+                    &reply,
+                    ra,
+                    &load.secret,
+                ) {
+                    return Err("bad response authenticator".to_string());
+                }
+                Ok(Some(()))
+            },
+        )
+        .await;
+    match result {
+        Ok(()) => Op::Ok {
+            latency: started.elapsed(),
+            round_trips: 1,
+            resumed: false,
+        },
+        Err(SupplicantError::Timeout(_)) => Op::Failed("timeout".into()),
+        Err(SupplicantError::Reply(e)) => Op::Failed(e),
+        Err(e) => Op::Failed(e.to_string()),
     }
-    Op::Failed("timeout".into())
 }

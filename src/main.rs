@@ -201,8 +201,11 @@ fn main() -> ExitCode {
                 for w in &c.warnings {
                     println!("warning: {w}");
                 }
+                let radsec = c.radsec.as_ref().map_or(String::new(), |r| {
+                    format!(", {} RadSec clients", r.clients.len())
+                });
                 println!(
-                    "{}: valid ({} clients, {} dictionary attributes)",
+                    "{}: valid ({} clients{radsec}, {} dictionary attributes)",
                     config.display(),
                     c.clients.len(),
                     c.dictionary.attribute_count()

@@ -75,7 +75,8 @@ pub struct ClientOptions {
     /// Validity relative to now, in days (negative for the past).
     pub valid_from_days: i64,
     pub valid_until_days: i64,
-    /// Add the name as SAN email (names with '@') and UPN as well as CN.
+    /// Add the name as SAN email and UPN (names with '@'), or as DNS SAN
+    /// (host names such as `ap1.nas.example.org`), as well as CN.
     pub sans: bool,
 }
 
@@ -153,6 +154,14 @@ fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
 
 fn read(path: &Path) -> Result<String, PkiError> {
     std::fs::read_to_string(path).map_err(io(path))
+}
+
+/// Letters, digits, hyphens and dots, with a dot: a DNS host name.
+fn is_host_name(name: &str) -> bool {
+    name.contains('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 fn random_serial() -> SerialNumber {
@@ -316,6 +325,10 @@ impl Pki {
                 SanType::Rfc822Name(name.try_into()?),
                 SanType::OtherName((vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3], name.into())),
             ];
+        } else if opts.sans && is_host_name(name) {
+            // A device (a NAS for RadSec, a machine for EAP-TLS): its
+            // host name as DNS SAN, which RadSec client entries match.
+            p.subject_alt_names = vec![SanType::DnsName(name.try_into()?)];
         }
         p.extended_key_usages = vec![if opts.client_auth_eku {
             ExtendedKeyUsagePurpose::ClientAuth

@@ -14,7 +14,7 @@ use certgate::pki::KeyType;
 use certgate::proto::eap::packet::{EapCode, build as eap_packet, method, push_eap_message};
 use certgate::proto::wire::crypto::{HeaderAuthenticator, Secret, message_authenticator};
 use certgate::proto::wire::{Code, HEADER_LEN, Packet, PacketBuilder};
-use certgate::supplicant::{Supplicant, Versions};
+use certgate::supplicant::{Supplicant, Transport, Versions};
 use common::lab::*;
 use common::{TestServer, loopback_client};
 
@@ -31,13 +31,12 @@ async fn flood(sup: Arc<Supplicant>, server: SocketAddr, n: u64, concurrency: u6
             let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
                 .await
                 .expect("bind");
+            let transport = Transport::udp(socket.into(), server);
             let secret = Secret::new(common::SECRET.as_bytes());
             while next.fetch_add(1, Ordering::Relaxed) < n {
                 let mut sup = (*sup).clone();
                 sup.calling_station = Some(random_station());
-                if let Ok(Code::AccessChallenge) =
-                    sup.abandon_after(&socket, server, &secret, 2).await
-                {
+                if let Ok(Code::AccessChallenge) = sup.abandon_after(&transport, &secret, 2).await {
                     held.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -583,7 +582,7 @@ fn the_http_endpoint_caps_connections_and_backs_off_without_descriptors() {
     assert!(ok, "prlimit failed");
     let flood: Vec<TcpStream> = (0..6).map(|_| connect()).collect();
     s.wait_log(
-        |l| l["message"] == "metrics endpoint: accept failed",
+        |l| l["message"] == "accept failed" && l["listener"] == "metrics",
         Duration::from_secs(5),
     )
     .expect("the accept failure is logged");

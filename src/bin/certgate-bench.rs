@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use certgate::bench::{self, Load};
 use certgate::proto::wire::crypto::Secret;
 use certgate::supplicant::{Supplicant, Versions, client_config_with};
+use rustls::pki_types::ServerName;
 
 #[derive(Parser)]
 #[command(
@@ -44,8 +45,50 @@ struct Cli {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    radsec: Radsec,
     #[command(subcommand)]
     mode: Mode,
+}
+
+/// RadSec (RADIUS over TLS) instead of UDP: --target is then the server's
+/// RadSec port and --secret usually `radsec`.
+#[derive(Args)]
+struct Radsec {
+    /// Speak RadSec with this NAS certificate (PEM; chain after the leaf).
+    #[arg(long, requires_all = ["radsec_key", "radsec_ca"])]
+    radsec_cert: Option<PathBuf>,
+    #[arg(long)]
+    radsec_key: Option<PathBuf>,
+    /// The CA(s) the server's certificate must chain to.
+    #[arg(long)]
+    radsec_ca: Option<PathBuf>,
+    /// The name the server's certificate must carry.
+    #[arg(long, default_value = "radius.example.org")]
+    radsec_server_name: String,
+    /// TLS connections the workers share (each carries up to 256 requests
+    /// at once).
+    #[arg(long, default_value_t = 1)]
+    radsec_connections: usize,
+}
+
+impl Radsec {
+    fn via(&self) -> Result<bench::Via, String> {
+        let (Some(cert), Some(key), Some(ca)) =
+            (&self.radsec_cert, &self.radsec_key, &self.radsec_ca)
+        else {
+            return Ok(bench::Via::Udp);
+        };
+        let config = client_config_with(ca, cert, key, Versions::Both, true, true)
+            .map_err(|e| e.to_string())?;
+        let server_name = ServerName::try_from(self.radsec_server_name.clone())
+            .map_err(|e| format!("--radsec-server-name: {e}"))?;
+        Ok(bench::Via::Radsec {
+            config,
+            server_name,
+            connections: self.radsec_connections,
+        })
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -146,7 +189,15 @@ fn main() -> ExitCode {
         (None, Some(_)) => None,
         (None, None) => Some(Duration::from_secs(10)),
     };
+    let via = match cli.radsec.via() {
+        Ok(via) => via,
+        Err(e) => {
+            eprintln!("certgate-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let load = Load {
+        via,
         target: cli.target,
         secret: Secret::new(cli.secret.as_bytes()),
         concurrency: cli.concurrency,

@@ -63,8 +63,8 @@ impl Default for RawEap {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawTls {
-    certificate: String,
-    private_key: String,
+    pub(super) certificate: String,
+    pub(super) private_key: String,
     ca: Vec<String>,
     crls: Vec<String>,
     crl_missing: String,
@@ -113,7 +113,7 @@ pub struct EapConfig {
     pub authz: AuthzSettings,
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(super) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -121,6 +121,55 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         return Err(format!("{}: no PEM certificate in it", path.display()));
     }
     Ok(certs)
+}
+
+/// The CAs that issue one kind of client certificate and their CRLs, as
+/// `[tls]` (EAP clients) and `[radsec]` (NAS) both configure them.
+pub(super) struct Trust {
+    pub roots: Vec<CertificateDer<'static>>,
+    pub crl_files: Vec<PathBuf>,
+    /// None when a CRL file could not be read (a problem was added).
+    pub crls: Option<Vec<CertificateRevocationListDer<'static>>>,
+}
+
+/// Reads `section.ca` and `section.crls`; `issued` names what the CAs
+/// issue, for the messages. No CRL at all is valid, with a warning.
+pub(super) fn read_trust(
+    p: &mut Problems,
+    base: &Path,
+    section: &str,
+    ca: &[String],
+    crls: &[String],
+    issued: &str,
+) -> Trust {
+    if ca.is_empty() {
+        p.add(
+            &format!("{section}.ca"),
+            format!("missing: give the CA bundle(s) that issue {issued}"),
+        );
+    }
+    let mut roots = Vec::new();
+    for (i, f) in ca.iter().enumerate() {
+        match read_certs(&resolve(base, f)) {
+            Ok(c) => roots.extend(c),
+            Err(e) => p.add(&format!("{section}.ca[{i}]"), e),
+        }
+    }
+    let crl_files: Vec<PathBuf> = crls.iter().map(|f| resolve(base, f)).collect();
+    if crl_files.is_empty() {
+        p.warn(format!(
+            "{section}.crls: none configured: revocation of {issued} is NOT checked \
+             (a revoked certificate is accepted)"
+        ));
+    }
+    let crls = load_crls(&crl_files)
+        .map_err(|e| p.add(&format!("{section}.crls"), e))
+        .ok();
+    Trust {
+        roots,
+        crl_files,
+        crls,
+    }
 }
 
 /// Reads CRL files (PEM or DER); used at load and by the periodic refresh.
@@ -143,7 +192,7 @@ pub fn load_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'
     Ok(out)
 }
 
-fn version(p: &mut Problems, key: &str, s: &str) -> TlsVersion {
+pub(super) fn version(p: &mut Problems, key: &str, s: &str) -> TlsVersion {
     match s {
         "1.2" => TlsVersion::V1_2,
         "1.3" => TlsVersion::V1_3,
@@ -278,28 +327,8 @@ pub(super) fn validate(
             .map_err(|e| p.add("tls.private_key", format!("{}: {e}", key_path.display())))
             .ok()
     };
-    if tls.ca.is_empty() {
-        p.add(
-            "tls.ca",
-            "missing: give the CA bundle(s) that issue client certificates",
-        );
-    }
-    let mut roots = Vec::new();
-    for (i, f) in tls.ca.iter().enumerate() {
-        match read_certs(&resolve(base, f)) {
-            Ok(c) => roots.extend(c),
-            Err(e) => p.add(&format!("tls.ca[{i}]"), e),
-        }
-    }
-    let crl_files: Vec<PathBuf> = tls.crls.iter().map(|f| resolve(base, f)).collect();
-    if crl_files.is_empty() {
-        p.warn(
-            "tls.crls: none configured: revocation of client certificates is NOT checked \
-             (a revoked certificate is accepted)"
-                .into(),
-        );
-    }
-    let crls = load_crls(&crl_files).map_err(|e| p.add("tls.crls", e)).ok();
+    let trust = read_trust(p, base, "tls", &tls.ca, &tls.crls, "client certificates");
+    let (roots, crl_files, crls) = (trust.roots, trust.crl_files, trust.crls);
 
     let authz = authz::validate(p, base, dict, authz);
 

@@ -22,9 +22,11 @@ use crate::server::http::{BearerToken, HttpSettings};
 mod accounting;
 mod authz;
 mod eap;
+mod radsec;
 
 pub use accounting::AccountingConfig;
 pub use eap::{EapConfig, load_crls};
+pub use radsec::RadsecConfig;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -58,6 +60,8 @@ struct RawConfig {
     authz: authz::RawAuthz,
     #[serde(default)]
     accounting: accounting::RawAccounting,
+    #[serde(default)]
+    radsec: radsec::RawRadsec,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +69,7 @@ struct RawConfig {
 struct RawServer {
     auth_listen: Vec<String>,
     acct_listen: Vec<String>,
+    radsec_listen: Vec<String>,
     receive_buffer: u64,
     max_in_flight: u64,
     duplicate_cache_lifetime: String,
@@ -78,6 +83,7 @@ impl Default for RawServer {
         RawServer {
             auth_listen: vec!["127.0.0.1:1812".into()],
             acct_listen: vec!["127.0.0.1:1813".into()],
+            radsec_listen: Vec::new(),
             receive_buffer: 1 << 20,
             max_in_flight: 4096,
             duplicate_cache_lifetime: "5s".into(),
@@ -159,12 +165,14 @@ pub struct Config {
     pub server: ServerConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
-    pub clients: Vec<ClientConfig>,
+    pub clients: Vec<UdpClient>,
     pub dictionary: Arc<Dictionary>,
     /// EAP-TLS; None when `[tls]` names no certificate.
     pub eap: Option<Arc<EapConfig>>,
     /// Accounting; None when `[accounting]` names no journal directory.
     pub accounting: Option<AccountingConfig>,
+    /// RADIUS over TLS; None when `server.radsec_listen` is empty.
+    pub radsec: Option<Arc<RadsecConfig>>,
     /// Valid but weaker than it looks ("key: what"): logged at every start
     /// and reload, printed by check-config.
     pub warnings: Vec<String>,
@@ -201,13 +209,23 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// A RADIUS client (a NAS, or a fleet of them behind one entry): its name
+/// in logs, metrics and policy, its shared secret and what it must send.
+/// How it is recognised depends on the transport: by source address over
+/// UDP (`UdpClient`), by certificate over RadSec (`RadsecClient`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientConfig {
     pub name: String,
-    pub network: IpNet,
     pub secret: Secret,
     pub require_message_authenticator: bool,
     pub limit_proxy_state: bool,
+}
+
+/// A client that sends RADIUS over UDP from `network`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UdpClient {
+    pub network: IpNet,
+    pub client: ClientConfig,
 }
 
 /// Collects problems so one run reports all of them, and warnings: a
@@ -474,7 +492,8 @@ impl Config {
             .try_parsing(true)
             .list_separator(",")
             .with_list_parse_key("server.auth_listen")
-            .with_list_parse_key("server.acct_listen");
+            .with_list_parse_key("server.acct_listen")
+            .with_list_parse_key("server.radsec_listen");
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(&text, config::FileFormat::Toml))
             .add_source(env);
@@ -498,10 +517,11 @@ impl Config {
         let s = &raw.server;
         let auth_listen = parse_listen(&mut p, "server.auth_listen", &s.auth_listen);
         let acct_listen = parse_listen(&mut p, "server.acct_listen", &s.acct_listen);
-        if s.auth_listen.is_empty() && s.acct_listen.is_empty() {
+        let radsec_listen = parse_listen(&mut p, "server.radsec_listen", &s.radsec_listen);
+        if s.auth_listen.is_empty() && s.acct_listen.is_empty() && s.radsec_listen.is_empty() {
             p.add(
                 "server.auth_listen",
-                "no listener at all: give auth_listen or acct_listen",
+                "no listener at all: give auth_listen, acct_listen or radsec_listen",
             );
         }
         if s.receive_buffer < 65536 {
@@ -570,7 +590,7 @@ impl Config {
             );
         }
 
-        let mut clients: Vec<ClientConfig> = Vec::new();
+        let mut clients: Vec<UdpClient> = Vec::new();
         let mut names: Vec<String> = Vec::new();
         for (i, c) in raw.clients.iter().enumerate() {
             let key = |field: &str| format!("clients[{i}].{field}");
@@ -615,16 +635,18 @@ impl Config {
             {
                 p.add(
                     &key("address"),
-                    format!("{net} is already the address of client {:?}", o.name),
+                    format!("{net} is already the address of client {:?}", o.client.name),
                 );
             }
             if let (Some(network), Some(secret)) = (network, secret) {
-                clients.push(ClientConfig {
-                    name,
+                clients.push(UdpClient {
                     network,
-                    secret: Secret::new(secret.as_bytes()),
-                    require_message_authenticator: c.require_message_authenticator,
-                    limit_proxy_state: c.limit_proxy_state,
+                    client: ClientConfig {
+                        name,
+                        secret: Secret::new(secret.as_bytes()),
+                        require_message_authenticator: c.require_message_authenticator,
+                        limit_proxy_state: c.limit_proxy_state,
+                    },
                 });
             }
         }
@@ -639,6 +661,15 @@ impl Config {
         );
 
         let accounting = accounting::validate(&mut p, base, &raw.accounting);
+        let radsec = radsec::validate(
+            &mut p,
+            base,
+            radsec_listen,
+            &raw.radsec,
+            &raw.tls.certificate,
+            &raw.tls.private_key,
+            &names,
+        );
 
         match (p.errors.is_empty(), dictionary) {
             (true, Some(dictionary)) => Ok(Config {
@@ -667,6 +698,7 @@ impl Config {
                 dictionary: Arc::new(dictionary),
                 eap: eap.map(Arc::new),
                 accounting,
+                radsec: radsec.map(Arc::new),
                 warnings: p.warnings,
             }),
             _ => Err(ConfigError::Invalid {
@@ -708,10 +740,10 @@ mod tests {
         assert_eq!(c.server.duplicate_cache_lifetime, Duration::from_secs(5));
         assert_eq!(c.server.receive_buffer, 1 << 20);
         assert_eq!(c.clients.len(), 2);
-        assert_eq!(c.clients[1].secret, Secret::new(b"from-file"));
+        assert_eq!(c.clients[1].client.secret, Secret::new(b"from-file"));
         assert_eq!(c.clients[1].network.prefix_len(), 128);
-        assert!(!c.clients[1].require_message_authenticator);
-        assert!(c.clients[0].limit_proxy_state);
+        assert!(!c.clients[1].client.require_message_authenticator);
+        assert!(c.clients[0].client.limit_proxy_state);
     }
 
     /// Regression: fuzz/artifacts/config_file/crash-6554c21a… aborted the
@@ -869,6 +901,82 @@ mod tests {
             .expect_err("mismatched key")
             .to_string();
         assert!(err.contains("tls: server certificate or key"), "{err}");
+    }
+
+    #[test]
+    fn radsec_defaults_and_problems_name_their_keys() {
+        use crate::pki::{KeyType, Pki};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::open(dir.path());
+        pki.init("radius.example.org", KeyType::EcdsaP256)
+            .expect("pki");
+        let ca = format!("{:?}", pki.path("ca.pem").display().to_string());
+        let text = format!(
+            "radsec_listen = [\"127.0.0.1:2083\"]\n{}[radsec]\nca = [{ca}]\n\
+             [[radsec.clients]]\nname = \"meraki\"\nnames = [\"*.meraki.example\"]\naddress = \"192.0.2.0/24\"\n",
+            eap_toml(dir.path(), &pki, &pki)
+        );
+        let c = load(&text).expect("valid");
+        let r = c.radsec.expect("radsec on");
+        assert_eq!(r.listen, vec!["127.0.0.1:2083".parse().expect("addr")]);
+        assert_eq!(
+            r.clients[0].client.secret,
+            Secret::new(b"radsec"),
+            "RFC 6614 §2.3"
+        );
+        assert!(r.clients[0].client.require_message_authenticator);
+        assert_eq!(
+            r.clients[0].network,
+            Some("192.0.2.0/24".parse().expect("net"))
+        );
+        assert_eq!(
+            (
+                r.max_connections,
+                r.max_connections_per_client,
+                r.max_in_flight
+            ),
+            (10_000, 5_000, 256)
+        );
+        assert_eq!(r.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(
+            r.material.chain,
+            c.eap.expect("eap").material.chain,
+            "[tls]'s certificate"
+        );
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.starts_with("radsec.crls: none configured")),
+            "{:?}",
+            c.warnings
+        );
+
+        let err = load(
+            "radsec_listen = [\"127.0.0.1:2083\"]\n[[clients]]\nname = \"ap\"\naddress = \"10.0.0.1\"\nsecret = \"s\"\n\
+             [radsec]\nmax_connections = 4\nmax_connections_per_client = 5\nmax_in_flight = 0\nidle_timeout = \"soon\"\n\
+             [[radsec.clients]]\nname = \"ap\"\naddress = \"not-a-net\"\n",
+        )
+        .expect_err("invalid")
+        .to_string();
+        for needle in [
+            "radsec.certificate: missing",
+            "radsec.ca: missing",
+            "radsec.max_connections_per_client: 5 is not 1..=4",
+            "radsec.max_in_flight: 0",
+            "radsec.idle_timeout: \"soon\"",
+            "radsec.clients[0].name: \"ap\" is used by another client",
+            "radsec.clients[0].names: missing",
+            "radsec.clients[0].address: \"not-a-net\"",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
+        let err = load("[[radsec.clients]]\nname = \"x\"\nnames = [\"x\"]\n")
+            .expect_err("clients without a listener")
+            .to_string();
+        assert!(
+            err.contains("radsec.clients: given, but server.radsec_listen is empty"),
+            "{err}"
+        );
     }
 
     /// `TlsPolicy::default()` and `EapSettings::default()` stand for the

@@ -8,10 +8,12 @@
 mod accounting;
 mod authz;
 mod eap;
+pub mod radsec;
 
 pub use accounting::AccountingMetrics;
 pub use authz::AuthzMetrics;
 pub use eap::EapMetrics;
+pub use radsec::RadsecMetrics;
 
 use std::sync::Arc;
 
@@ -54,6 +56,7 @@ pub struct Metrics {
     pub eap: EapMetrics,
     pub authz: AuthzMetrics,
     pub accounting: Arc<AccountingMetrics>,
+    pub radsec: RadsecMetrics,
 }
 
 impl Metrics {
@@ -151,6 +154,7 @@ impl Metrics {
         let eap = EapMetrics::register(&registry)?;
         let authz = AuthzMetrics::register(&registry)?;
         let accounting = Arc::new(AccountingMetrics::register(&registry)?);
+        let radsec = RadsecMetrics::register(&registry)?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -171,6 +175,7 @@ impl Metrics {
             eap,
             authz,
             accounting,
+            radsec,
         }))
     }
 

@@ -18,18 +18,24 @@ use crate::proto::wire::{BuildError, Code, DecodeError, OwnedPacket, Packet};
 use super::clients::ClientTable;
 use super::dedup::{DedupCache, DedupKey, Lookup};
 
-/// Which port a datagram arrived on.
+/// Which port or transport a packet arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {
     Auth,
     Acct,
+    /// RADIUS over TLS: Access, Accounting and Status-Server on one
+    /// connection.
+    Radsec,
 }
 
 impl Listener {
+    pub const ALL: [Listener; 3] = [Listener::Auth, Listener::Acct, Listener::Radsec];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Listener::Auth => "auth",
             Listener::Acct => "acct",
+            Listener::Radsec => "radsec",
         }
     }
 }
@@ -149,8 +155,8 @@ fn serves(listener: Listener, code: Code) -> bool {
     matches!(
         (listener, code),
         (_, Code::StatusServer)
-            | (Listener::Auth, Code::AccessRequest)
-            | (Listener::Acct, Code::AccountingRequest)
+            | (Listener::Auth | Listener::Radsec, Code::AccessRequest)
+            | (Listener::Acct | Listener::Radsec, Code::AccountingRequest)
     )
 }
 
@@ -179,7 +185,8 @@ fn authenticate(packet: &Packet<'_>, client: &ClientConfig) -> Result<(), DropRe
     }
 }
 
-/// Decides what to do with one datagram.
+/// Decides what to do with one datagram, from whichever client its source
+/// address belongs to.
 pub fn admit(
     clients: &ClientTable,
     dedup: &DedupCache,
@@ -195,6 +202,19 @@ pub fn admit(
             code: None,
         };
     };
+    admit_from(client, dedup, listener, source, datagram, now)
+}
+
+/// Decides what to do with one packet from a known client (a RadSec
+/// connection's, identified by its certificate).
+pub fn admit_from(
+    client: &Arc<ClientConfig>,
+    dedup: &DedupCache,
+    listener: Listener,
+    source: SocketAddr,
+    datagram: &[u8],
+    now: Instant,
+) -> Admission {
     let drop = |reason, code| Admission::Drop {
         reason,
         client: Some(client.clone()),

@@ -8,30 +8,30 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, UdpClient};
 
 /// Clients indexed for look-up: single hosts by address, networks by
 /// descending prefix length so the first match is the most specific.
 #[derive(Debug, Default)]
 pub struct ClientTable {
     hosts: HashMap<IpAddr, Arc<ClientConfig>>,
-    networks: Vec<Arc<ClientConfig>>,
+    networks: Vec<(ipnet::IpNet, Arc<ClientConfig>)>,
 }
 
 impl ClientTable {
-    pub fn new(clients: &[ClientConfig]) -> Self {
+    pub fn new(clients: &[UdpClient]) -> Self {
         let mut table = ClientTable::default();
         for c in clients {
-            let c = Arc::new(c.clone());
+            let client = Arc::new(c.client.clone());
             if c.network.prefix_len() == c.network.max_prefix_len() {
-                table.hosts.insert(c.network.addr(), c);
+                table.hosts.insert(c.network.addr(), client);
             } else {
-                table.networks.push(c);
+                table.networks.push((c.network, client));
             }
         }
         table
             .networks
-            .sort_by_key(|c| std::cmp::Reverse(c.network.prefix_len()));
+            .sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
         table
     }
 
@@ -39,9 +39,12 @@ impl ClientTable {
     /// match IPv4 clients.
     pub fn lookup(&self, addr: IpAddr) -> Option<&Arc<ClientConfig>> {
         let addr = addr.to_canonical();
-        self.hosts
-            .get(&addr)
-            .or_else(|| self.networks.iter().find(|c| c.network.contains(&addr)))
+        self.hosts.get(&addr).or_else(|| {
+            self.networks
+                .iter()
+                .find(|(net, _)| net.contains(&addr))
+                .map(|(_, c)| c)
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -58,13 +61,15 @@ mod tests {
     use super::*;
     use crate::proto::wire::crypto::Secret;
 
-    fn client(name: &str, net: &str) -> ClientConfig {
-        ClientConfig {
-            name: name.into(),
+    fn client(name: &str, net: &str) -> UdpClient {
+        UdpClient {
             network: net.parse().expect("network"),
-            secret: Secret::new(b"s"),
-            require_message_authenticator: true,
-            limit_proxy_state: true,
+            client: ClientConfig {
+                name: name.into(),
+                secret: Secret::new(b"s"),
+                require_message_authenticator: true,
+                limit_proxy_state: true,
+            },
         }
     }
 

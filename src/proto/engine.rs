@@ -37,12 +37,12 @@ use super::dedup::{DedupCache, DedupKey};
 use super::droplog::{DropLog, Permit};
 use super::eap::conversation::Conversation;
 use super::eap::table::{CheckedOut, ConversationTable, Expiry, Limits};
-use super::runtime::Runtime;
+use super::runtime::{Runtime, SessionStores};
 use super::status::{self, Response};
 use super::tls::{SessionStore, TlsError};
 use super::wire::crypto::Secret;
 use super::wire::{Code, PacketBuilder, ReplyTo};
-use crate::config::{ClientConfig, Config};
+use crate::config::{ClientConfig, Config, RadsecConfig};
 use crate::metrics::Metrics;
 
 /// Names a piece of asked-for work until its answer comes back.
@@ -68,6 +68,10 @@ pub enum Action {
     },
     /// Nothing to send; the engine counted and logged why.
     Nothing,
+    /// Close the connection the packet came on (RadSec only): the packet
+    /// was malformed or failed authentication (`reason`: `malformed`,
+    /// `authentication`), counted and logged.
+    Close { reason: &'static str },
     /// Do `work`, then call `resume` with this ticket and the answer.
     Ask { ticket: Ticket, work: Work },
 }
@@ -152,7 +156,7 @@ pub struct Engine {
     parked: Mutex<HashMap<Ticket, Parked>>,
     next_ticket: AtomicU64,
     pub(super) ledger: Option<Ledger>,
-    tls_sessions: Arc<SessionStore>,
+    sessions: SessionStores,
     clock: Arc<Clock>,
     pub(super) metrics: Arc<Metrics>,
     drop_log: DropLog,
@@ -180,7 +184,15 @@ impl Engine {
                 SessionStore::new(1, Duration::from_secs(1), clock.clone()),
             ),
         };
-        let tls_sessions = Arc::new(sessions);
+        let sessions = SessionStores {
+            eap: Arc::new(sessions),
+            // RadSec peers reconnect rarely: a small store, an hour each.
+            radsec: Arc::new(SessionStore::new(
+                1000,
+                Duration::from_secs(3600),
+                clock.clone(),
+            )),
+        };
         let ledger = config.accounting.as_ref().map(|a| {
             Ledger::new(
                 LedgerSettings {
@@ -191,7 +203,7 @@ impl Engine {
                 metrics.accounting.clone(),
             )
         });
-        for listener in [Listener::Auth, Listener::Acct] {
+        for listener in Listener::ALL {
             for reason in DropReason::ALL {
                 metrics
                     .dropped
@@ -207,7 +219,7 @@ impl Engine {
             server.duplicate_cache_lifetime,
             server.duplicate_cache_entries,
         );
-        let runtime = Runtime::new(config, &tls_sessions, &metrics)?;
+        let runtime = Runtime::new(config, &sessions, &metrics)?;
         Ok(Engine {
             runtime: ArcSwap::from_pointee(runtime),
             dedup,
@@ -215,7 +227,7 @@ impl Engine {
             parked: Mutex::new(HashMap::new()),
             next_ticket: AtomicU64::new(1),
             ledger,
-            tls_sessions,
+            sessions,
             clock,
             metrics,
             drop_log: DropLog::new(now.instant),
@@ -230,7 +242,7 @@ impl Engine {
 
     /// A runtime for `config` sharing this engine's TLS session store.
     pub fn build_runtime(&self, config: Arc<Config>) -> Result<Runtime, TlsError> {
-        Runtime::new(config, &self.tls_sessions, &self.metrics)
+        Runtime::new(config, &self.sessions, &self.metrics)
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -294,6 +306,131 @@ impl Engine {
         }
     }
 
+    /// RadSec: what a new connection is accepted with (the TLS settings,
+    /// NAS CAs and CRLs of the running configuration) and its bounds; None
+    /// when RadSec is not configured any more.
+    pub fn radsec_settings(&self) -> Option<(Arc<rustls::ServerConfig>, Arc<RadsecConfig>)> {
+        let runtime = self.runtime.load();
+        let radsec = runtime.radsec.as_ref()?;
+        Some((radsec.tls.server.clone(), radsec.config.clone()))
+    }
+
+    /// RadSec: whether the running configuration still has a client of
+    /// this name (a reload closes the connections of clients removed).
+    pub fn radsec_has_client(&self, name: &str) -> bool {
+        let runtime = self.runtime.load();
+        runtime.radsec.as_ref().is_some_and(|r| r.clients.has(name))
+    }
+
+    /// RadSec: a TLS connection from `peer` finished its handshake with
+    /// this chain (verified by the handshake against the NAS CAs). Returns
+    /// the client whose certificate names and network it matches, or why it
+    /// is refused (counted, and logged with the certificate's subject); the
+    /// shell counts the accepted ones once its connection limits pass. A
+    /// resumed session's chain is verified again: CRLs may have changed.
+    pub fn radsec_client(
+        &self,
+        now: Now,
+        peer: SocketAddr,
+        chain: &[rustls::pki_types::CertificateDer<'static>],
+        resumed: bool,
+    ) -> Result<Arc<ClientConfig>, &'static str> {
+        self.clock.advance(now);
+        let runtime = self.runtime.load();
+        let handshakes = &self.metrics.radsec.handshakes;
+        let refuse = |reason: &'static str, subject: &str, detail: String| {
+            handshakes.with_label_values(&["refused", reason]).inc();
+            tracing::warn!(%peer, subject, reason, detail, "radsec connection refused");
+            Err(reason)
+        };
+        let Some(radsec) = &runtime.radsec else {
+            return refuse("tls", "-", "RadSec is not configured".into());
+        };
+        let cert = match radsec.tls.identity(chain, resumed) {
+            Ok(cert) => cert,
+            Err(e) => return refuse("tls", "-", e.to_string()),
+        };
+        match radsec.clients.find(&cert, peer.ip()) {
+            Some(client) => {
+                tracing::debug!(%peer, client = %client.name, subject = %cert.subject, "radsec client recognised");
+                Ok(client.clone())
+            }
+            None => refuse(
+                "unknown_client",
+                &cert.subject,
+                format!(
+                    "no [[radsec.clients]] entry matches its names (DNS {:?}, URI {:?}, CN {:?}) from {}",
+                    cert.dns,
+                    cert.uris,
+                    cert.cns,
+                    peer.ip()
+                ),
+            ),
+        }
+    }
+
+    /// RadSec: one packet, framed out of the connection's stream, from a
+    /// connection of `client`. As `receive`; but a packet that is not well
+    /// formed or fails authentication closes the connection
+    /// (draft-ietf-radext-radiusdtls-bis: a stream cannot tell a forgery
+    /// from a peer gone wrong).
+    pub fn receive_stream(
+        &self,
+        now: Now,
+        client: &Arc<ClientConfig>,
+        peer: SocketAddr,
+        packet: &[u8],
+    ) -> Received {
+        self.clock.advance(now);
+        let m = &self.metrics;
+        let label = Listener::Radsec.as_str();
+        let count = |code: u8| {
+            m.requests
+                .with_label_values(&[label, &client.name, code_label(code)])
+                .inc();
+        };
+        match admission::admit_from(
+            client,
+            &self.dedup,
+            Listener::Radsec,
+            peer,
+            packet,
+            now.instant,
+        ) {
+            Admission::Drop { reason, code, .. } => {
+                if let Some(code) = code {
+                    count(code);
+                }
+                self.dropped(now, Listener::Radsec, peer, Some(client), reason);
+                Received::Act(match reason {
+                    DropReason::Malformed(_) => Action::Close {
+                        reason: "malformed",
+                    },
+                    DropReason::BadAuthenticator
+                    | DropReason::BadMessageAuthenticator
+                    | DropReason::MissingMessageAuthenticator
+                    | DropReason::ProxyStateWithoutMessageAuthenticator => Action::Close {
+                        reason: "authentication",
+                    },
+                    _ => Action::Nothing,
+                })
+            }
+            Admission::Resend { reply, code, .. } => {
+                count(code);
+                m.duplicates.with_label_values(&[label]).inc();
+                Received::Act(Action::Send {
+                    to: peer,
+                    code: Code::from(reply[0]),
+                    bytes: reply,
+                })
+            }
+            Admission::Process(request) => {
+                count(request.packet().code_byte());
+                Received::Process(request)
+            }
+        }
+    }
+
     /// An admitted request the shell has no room to process: dropped as
     /// `overload`; the NAS retransmits.
     pub fn overloaded(&self, now: Now, request: Request) {
@@ -321,15 +458,15 @@ impl Engine {
                 origin.secret(),
                 listener == Listener::Acct,
             ),
-            (Listener::Auth, Code::AccessRequest)
+            (Listener::Auth | Listener::Radsec, Code::AccessRequest)
                 if packet.has_eap_message() && runtime.eap.is_some() =>
             {
                 return self.access(now, &runtime, origin, &packet, rng);
             }
-            (Listener::Auth, Code::AccessRequest) => {
+            (Listener::Auth | Listener::Radsec, Code::AccessRequest) => {
                 status::no_method(&origin.reply_to, origin.secret())
             }
-            (Listener::Acct, Code::AccountingRequest) => {
+            (Listener::Acct | Listener::Radsec, Code::AccountingRequest) => {
                 return self.account(now, &runtime, origin, &packet);
             }
             _ => Response::Drop(DropReason::UnsupportedCode),
@@ -411,7 +548,8 @@ impl Engine {
         m.eap.active.set(self.conversations.len() as i64);
         m.eap
             .tls_sessions
-            .set(self.tls_sessions.sweep(now.instant) as i64);
+            .set(self.sessions.eap.sweep(now.instant) as i64);
+        self.sessions.radsec.sweep(now.instant);
         if let Some(ledger) = &self.ledger {
             ledger.sweep(now.unix_secs());
         }

@@ -22,10 +22,12 @@ pub mod droplog;
 pub mod eap;
 pub mod engine;
 pub mod hex;
+pub mod radsec;
 pub mod runtime;
 pub mod status;
 pub mod tls;
 pub mod wire;
 
+pub use admission::Request;
 pub use clock::Now;
 pub use engine::{Action, Answer, Engine, Received, Ticket, Work};

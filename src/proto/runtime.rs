@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use super::authz::decide::Authorization;
 use super::clients::ClientTable;
+use super::radsec::RadsecClients;
 use super::tls::{SessionStore, TlsContext, TlsError};
-use crate::config::{Config, EapConfig};
+use crate::config::{Config, EapConfig, RadsecConfig};
 use crate::metrics::Metrics;
 
 pub struct Runtime {
@@ -18,6 +19,23 @@ pub struct Runtime {
     pub clients: ClientTable,
     /// None when EAP-TLS is not configured.
     pub eap: Option<EapRuntime>,
+    /// None when RadSec is not configured.
+    pub radsec: Option<RadsecRuntime>,
+}
+
+/// RadSec's part: its settings, the TLS context NAS connections are
+/// accepted with (NAS CAs and CRLs), and the clients by certificate.
+pub struct RadsecRuntime {
+    pub config: Arc<RadsecConfig>,
+    pub tls: TlsContext,
+    pub clients: RadsecClients,
+}
+
+/// The TLS session stores a reload keeps: EAP-TLS's and RadSec's.
+#[derive(Debug, Clone)]
+pub struct SessionStores {
+    pub eap: Arc<SessionStore>,
+    pub radsec: Arc<SessionStore>,
 }
 
 /// EAP-TLS's part: its settings, the TLS context, and the policy with a
@@ -33,15 +51,23 @@ impl Runtime {
     /// reloads keep resumption working.
     pub fn new(
         config: Arc<Config>,
-        sessions: &Arc<SessionStore>,
+        sessions: &SessionStores,
         metrics: &Metrics,
     ) -> Result<Self, TlsError> {
         let clients = ClientTable::new(&config.clients);
         let eap = match &config.eap {
             Some(eap) => Some(EapRuntime {
-                tls: TlsContext::build(&eap.material, &eap.tls_policy, sessions)?,
+                tls: TlsContext::build(&eap.material, &eap.tls_policy, &sessions.eap)?,
                 authz: Authorization::new(eap.authz.decision.clone(), metrics.authz.clone()),
                 config: eap.clone(),
+            }),
+            None => None,
+        };
+        let radsec = match &config.radsec {
+            Some(r) => Some(RadsecRuntime {
+                tls: TlsContext::build(&r.material, &r.tls_policy, &sessions.radsec)?,
+                clients: RadsecClients::new(&r.clients),
+                config: r.clone(),
             }),
             None => None,
         };
@@ -49,6 +75,7 @@ impl Runtime {
             config,
             clients,
             eap,
+            radsec,
         })
     }
 }

@@ -25,6 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use super::accept::Acceptor;
 use crate::metrics::Metrics;
 use crate::proto::accounting::sessions::{Query, parse_cursor};
 
@@ -237,22 +238,9 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves until the task is dropped.
 pub async fn serve(listener: TcpListener, endpoint: Arc<Endpoint>) {
     let slots = Arc::new(Semaphore::new(endpoint.settings.max_connections));
-    let mut backoff = Duration::ZERO;
+    let mut accept = Acceptor::new(listener, "metrics");
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
-                backoff = Duration::ZERO;
-                stream
-            }
-            Err(e) => {
-                // Out of descriptors, typically: accepting again at once
-                // would spin a core until one frees up.
-                backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "metrics endpoint: accept failed");
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-        };
+        let (stream, _) = accept.next().await;
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             endpoint.metrics.http_refused.inc();
             drop(stream);

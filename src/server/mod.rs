@@ -8,18 +8,23 @@
 //! the engine asks for (a directory look-up in `directory`, a journal write
 //! in `journal`) and hands back the answers, and `udp` sends the reply.
 //!
+//! RadSec connections (`radsec`) feed the same engine: the stream is framed
+//! into packets there, and replies go back on the connection they came on.
+//!
 //! Decides nothing: every protocol decision is the engine's.
 
+mod accept;
 pub mod directory;
 pub mod http;
 pub mod journal;
+mod radsec;
 mod reload;
 pub mod time;
 mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use thiserror::Error;
@@ -31,7 +36,8 @@ use crate::config::Config;
 use crate::metrics::{Metrics, MetricsError};
 use crate::proto::admission::Listener;
 use crate::proto::tls::TlsError;
-use crate::proto::{Action, Answer, Engine, Work};
+use crate::proto::wire::Code;
+use crate::proto::{Action, Answer, Engine, Request, Work};
 use directory::Directory;
 use journal::Journal;
 use time::now;
@@ -63,6 +69,8 @@ pub struct Shell {
     pub metrics: Arc<Metrics>,
     /// Requests being processed; bounded by `server.max_in_flight`.
     pub in_flight: Arc<Semaphore>,
+    /// The open RadSec connections.
+    pub radsec: Arc<radsec::Connections>,
 }
 
 impl Shell {
@@ -73,6 +81,27 @@ impl Shell {
             .as_ref()
             .map(|eap| Arc::new(directory::open(&eap.authz.directory, &metrics.authz)))
     }
+
+    /// Counts a reply sent on `listener` and the time since its request
+    /// arrived.
+    pub fn sent(&self, listener: Listener, code: Code, received: Instant) {
+        let label = listener.as_str();
+        let m = &self.metrics;
+        m.responses.with_label_values(&[label, code.string()]).inc();
+        m.latency
+            .with_label_values(&[label])
+            .observe(received.elapsed().as_secs_f64());
+    }
+}
+
+/// Processes an admitted request to its final action (counted in
+/// `certgate_in_flight_requests` meanwhile).
+pub async fn answer(shell: &Shell, request: Request) -> Action {
+    shell.metrics.in_flight.inc();
+    let action = shell.engine.process(now(), request, &mut rand::rng());
+    let action = drive(shell, action).await;
+    shell.metrics.in_flight.dec();
+    action
 }
 
 /// Carries out what the engine asks for until it has an answer to send (or
@@ -129,6 +158,15 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             sockets.push((listener, Arc::new(socket)));
         }
     }
+    let mut radsec_listeners = Vec::new();
+    for &addr in config.radsec.iter().flat_map(|r| &r.listen) {
+        let listener = radsec::bind(addr)?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        tracing::info!(listener = "radsec", address = %local, "listening");
+        radsec_listeners.push(listener);
+    }
     let config = Arc::new(config);
     let engine = Arc::new(Engine::new(config.clone(), metrics.clone(), now())?);
     let journal = config.accounting.as_ref().map(|a| {
@@ -147,6 +185,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         journal,
         metrics: metrics.clone(),
         in_flight: Arc::new(Semaphore::new(server.max_in_flight)),
+        radsec: radsec::Connections::new(metrics.radsec.clone()),
     });
 
     let metrics_task = match metrics_listen {
@@ -178,13 +217,23 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         "certgate started"
     );
     reload::warn_about(&config);
-    let crl_refresh = config.eap.as_ref().map(|e| e.crl_refresh);
+    let crl_refresh = [
+        config.eap.as_ref().map(|e| e.crl_refresh),
+        config.radsec.as_ref().map(|r| r.crl_refresh),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
     drop(config);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     for (listener, socket) in sockets {
         tasks.spawn(udp::run(socket, listener, shell.clone(), stop_rx.clone()));
+    }
+    for listener in radsec_listeners {
+        let (shell, stop) = (shell.clone(), stop_rx.clone());
+        tasks.spawn(radsec::run(listener, shell, stop, server.shutdown_timeout));
     }
     let ticker = {
         let engine = engine.clone();

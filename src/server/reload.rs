@@ -68,6 +68,7 @@ pub fn reload(shell: &Shell) {
         let old = &current.config;
         if new.server.auth_listen != old.server.auth_listen
             || new.server.acct_listen != old.server.acct_listen
+            || new.radsec.as_ref().map(|r| &r.listen) != old.radsec.as_ref().map(|r| &r.listen)
             || new.metrics.listen != old.metrics.listen
         {
             tracing::warn!("listen addresses changed: they take effect at the next restart");
@@ -85,8 +86,19 @@ pub fn reload(shell: &Shell) {
                 .directory
                 .store(Shell::directory_for(&runtime.config, m));
             m.reloads.with_label_values(&["ok"]).inc();
+            // New NAS CAs, clients and certificates apply to new RadSec
+            // connections; a removed client loses its connections now.
+            let closed = shell
+                .radsec
+                .close_removed(|name| shell.engine.radsec_has_client(name));
             tracing::info!(
                 clients = runtime.config.clients.len(),
+                radsec_clients = runtime
+                    .config
+                    .radsec
+                    .as_ref()
+                    .map_or(0, |r| r.clients.len()),
+                radsec_connections_closed = closed,
                 "configuration reloaded"
             );
         }
@@ -98,27 +110,42 @@ pub fn reload(shell: &Shell) {
     }
 }
 
-/// Re-reads the CRL files; when they changed, rebuilds the TLS
-/// configuration. Running conversations keep the configuration they began
-/// with; new ones and resumption re-checks use the new CRLs.
+/// Re-reads the CRL files of EAP-TLS and RadSec; when they changed,
+/// rebuilds the TLS configurations. Running conversations and established
+/// RadSec connections keep the configuration they began with; new ones and
+/// resumption re-checks use the new CRLs.
 pub fn refresh_crls(shell: &Shell) {
     let m = &shell.metrics.eap;
     let engine = &shell.engine;
     let mut count = 0;
     let result = swap_with(engine.runtime(), |current| {
-        let Some(eap) = &current.config.eap else {
-            return Ok(None);
-        };
-        let crls = load_crls(&eap.crl_files)?;
-        if crls == eap.material.crls {
+        let mut config = (*current.config).clone();
+        let mut changed = false;
+        count = 0;
+        if let Some(eap) = &current.config.eap {
+            let crls = load_crls(&eap.crl_files)?;
+            count += crls.len();
+            if crls != eap.material.crls {
+                let mut eap = (**eap).clone();
+                eap.material.crls = crls;
+                config.eap = Some(Arc::new(eap));
+                changed = true;
+            }
+        }
+        if let Some(radsec) = &current.config.radsec {
+            let crls = load_crls(&radsec.crl_files)?;
+            count += crls.len();
+            if crls != radsec.material.crls {
+                let mut radsec = (**radsec).clone();
+                radsec.material.crls = crls;
+                config.radsec = Some(Arc::new(radsec));
+                changed = true;
+            }
+        }
+        if !changed {
             return Ok(None);
         }
         // Only the CRLs change here; other edits wait for SIGHUP.
-        count = crls.len();
-        let mut config = (*current.config).clone();
-        let mut eap = (**eap).clone();
-        eap.material.crls = crls;
-        config.eap = Some(Arc::new(eap));
         engine
             .build_runtime(Arc::new(config))
             .map(Some)

@@ -76,11 +76,8 @@ pub async fn run(
                     let socket = socket.clone();
                     let shell = shell.clone();
                     tokio::spawn(async move {
-                        shell.metrics.in_flight.inc();
-                        let action = shell.engine.process(now(), request, &mut rand::rng());
-                        let action = super::drive(&shell, action).await;
+                        let action = super::answer(&shell, request).await;
                         send(&socket, &shell, listener, action, received.instant).await;
-                        shell.metrics.in_flight.dec();
                         drop(permit);
                     });
                 }
@@ -101,15 +98,8 @@ async fn send(
     let Action::Send { to, bytes, code } = action else {
         return;
     };
-    let label = listener.as_str();
     match socket.send_to(&bytes, to).await {
-        Ok(_) => {
-            let m = &shell.metrics;
-            m.responses.with_label_values(&[label, code.string()]).inc();
-            m.latency
-                .with_label_values(&[label])
-                .observe(received.elapsed().as_secs_f64());
-        }
-        Err(e) => tracing::warn!(listener = label, to = %to, error = %e, "send failed"),
+        Ok(_) => shell.sent(listener, code, received),
+        Err(e) => tracing::warn!(listener = listener.as_str(), to = %to, error = %e, "send failed"),
     }
 }

@@ -77,7 +77,13 @@ impl Exchange {
     /// The next Access-Request, carrying `eap`. Call once per new request;
     /// resend the same bytes on timeout.
     pub fn request(&mut self, eap: &[u8]) -> Vec<u8> {
-        self.identifier = self.identifier.wrapping_add(1);
+        self.request_with_id(self.identifier.wrapping_add(1), eap)
+    }
+
+    /// `request` with the Identifier the transport chose (a RadSec
+    /// connection shared by many conversations hands out free ones).
+    pub fn request_with_id(&mut self, identifier: u8, eap: &[u8]) -> Vec<u8> {
+        self.identifier = identifier;
         self.authenticator = rand::random();
         self.sent += 1;
         let mut b = PacketBuilder::new(Code::AccessRequest, self.identifier, true);

@@ -4,12 +4,13 @@
 //! integration tests and the load generator.
 //!
 //! `peer` is the sans-I/O EAP-TLS peer; `exchange` builds Access-Requests
-//! and checks replies; this module drives them over a UDP socket.
+//! and checks replies; `transport` carries them over UDP or RadSec; this
+//! module drives a conversation.
 
 pub mod exchange;
 pub mod peer;
+pub mod transport;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,13 +19,13 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ProtocolVersion, RootCertStore};
 use thiserror::Error;
-use tokio::net::UdpSocket;
 
 use crate::proto::wire::Code;
 use crate::proto::wire::crypto::Secret;
 
 pub use exchange::{Exchange, Reply};
 pub use peer::{EapTlsPeer, PeerError, PeerStep};
+pub use transport::{RadsecLink, Transport};
 
 #[derive(Debug, Error)]
 pub enum SupplicantError {
@@ -175,21 +176,16 @@ impl Supplicant {
         Ok((peer, ex))
     }
 
-    /// Runs one whole conversation over `socket` (connected or not).
+    /// Runs one whole conversation over `transport`.
     pub async fn authenticate(
         &self,
-        socket: &UdpSocket,
-        server: SocketAddr,
+        transport: &Transport,
         secret: &Secret,
     ) -> Result<Outcome, SupplicantError> {
         let (mut peer, mut ex) = self.begin(secret)?;
         let mut eap = peer.identity_response(rand::random());
-        let mut buf = vec![0u8; 4096];
         loop {
-            let request = ex.request(&eap);
-            let reply = self
-                .round_trip(socket, server, &request, &mut ex, &mut buf)
-                .await?;
+            let reply = self.round_trip(transport, &eap, &mut ex).await?;
             match reply.code {
                 Code::AccessChallenge => match peer.on_request(&reply.eap) {
                     Ok(PeerStep::Respond(next)) => eap = next,
@@ -206,10 +202,7 @@ impl Supplicant {
                             Some(crate::proto::eap::packet::method::TLS),
                             &crate::proto::eap::tls_frag::ack(),
                         );
-                        let request = ex.request(&ack);
-                        let last = self
-                            .round_trip(socket, server, &request, &mut ex, &mut buf)
-                            .await?;
+                        let last = self.round_trip(transport, &ack, &mut ex).await?;
                         return Ok(self.outcome(last.code, &ex, &peer, last, Some(e)));
                     }
                 },
@@ -228,20 +221,15 @@ impl Supplicant {
     /// handshake in progress). Returns the code of the last reply.
     pub async fn abandon_after(
         &self,
-        socket: &UdpSocket,
-        server: SocketAddr,
+        transport: &Transport,
         secret: &Secret,
         round_trips: u32,
     ) -> Result<Code, SupplicantError> {
         let (mut peer, mut ex) = self.begin(secret)?;
         let mut eap = peer.identity_response(rand::random());
-        let mut buf = vec![0u8; 4096];
         let mut code = Code::AccessRequest;
         for _ in 0..round_trips.max(1) {
-            let request = ex.request(&eap);
-            let reply = self
-                .round_trip(socket, server, &request, &mut ex, &mut buf)
-                .await?;
+            let reply = self.round_trip(transport, &eap, &mut ex).await?;
             code = reply.code;
             if code != Code::AccessChallenge {
                 break;
@@ -254,30 +242,22 @@ impl Supplicant {
         Ok(code)
     }
 
+    /// One Access-Request carrying `eap`, and its checked reply.
     async fn round_trip(
         &self,
-        socket: &UdpSocket,
-        server: SocketAddr,
-        request: &[u8],
+        transport: &Transport,
+        eap: &[u8],
         ex: &mut Exchange,
-        buf: &mut [u8],
     ) -> Result<Reply, SupplicantError> {
-        for _ in 0..self.attempts.max(1) {
-            socket.send_to(request, server).await?;
-            let deadline = tokio::time::Instant::now() + self.timeout;
-            loop {
-                let recv = tokio::time::timeout_at(deadline, socket.recv_from(buf)).await;
-                let Ok(got) = recv else { break };
-                let (n, _) = got?;
-                // Stray or stale datagrams (other identifiers) are skipped.
-                if let Some(reply) = ex.accept(&buf[..n]).map_err(SupplicantError::Reply)? {
-                    return Ok(reply);
-                }
-            }
-        }
-        Err(SupplicantError::Timeout(
-            self.timeout * self.attempts.max(1),
-        ))
+        transport
+            .round_trip(
+                self.timeout,
+                self.attempts,
+                ex,
+                |ex, id| ex.request_with_id(id, eap),
+                |ex, bytes| ex.accept(bytes),
+            )
+            .await
     }
 
     fn outcome(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use certgate::pki::{ClientOptions, KeyType, Pki};
 use certgate::proto::wire::crypto::Secret;
-use certgate::supplicant::{Outcome, Supplicant, Versions, client_config};
+use certgate::supplicant::{Outcome, Supplicant, Transport, Versions, client_config};
 use serde_json::Value;
 
 use super::TestServer;
@@ -178,7 +178,8 @@ pub async fn authenticate(sup: &Supplicant, s: &TestServer) -> Outcome {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    sup.authenticate(&socket, s.auth, &Secret::new(super::SECRET.as_bytes()))
+    let transport = Transport::udp(socket.into(), s.auth);
+    sup.authenticate(&transport, &Secret::new(super::SECRET.as_bytes()))
         .await
         .expect("conversation")
 }

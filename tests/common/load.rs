@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use certgate::bench::random_station;
 use certgate::proto::wire::crypto::Secret;
-use certgate::supplicant::{Outcome, Supplicant};
+use certgate::supplicant::{Outcome, Supplicant, Transport};
 
 pub struct Sample {
     pub started: Instant,
@@ -38,13 +38,14 @@ impl Load {
                 let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
                     .await
                     .expect("bind");
+                let transport = Transport::udp(socket.into(), server);
                 let secret = Secret::new(super::SECRET.as_bytes());
                 while !stop.load(Ordering::Relaxed) {
                     let mut sup = sup.clone();
                     sup.calling_station = Some(random_station());
                     let started = Instant::now();
                     let result = sup
-                        .authenticate(&socket, server, &secret)
+                        .authenticate(&transport, &secret)
                         .await
                         .map_err(|e| e.to_string());
                     let took = started.elapsed();

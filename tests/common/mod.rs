@@ -20,6 +20,7 @@ pub mod lab;
 pub mod latency;
 pub mod load;
 pub mod poll;
+pub mod radsec;
 pub mod slapd;
 
 pub const SECRET: &str = "testing123";
@@ -35,6 +36,8 @@ pub struct TestServer {
     pub auth: SocketAddr,
     pub acct: SocketAddr,
     pub metrics: SocketAddr,
+    /// The RadSec listener, when the configuration has one.
+    pub radsec: Option<SocketAddr>,
     lines: Mutex<(Receiver<String>, Vec<Value>)>,
 }
 
@@ -94,6 +97,7 @@ impl TestServer {
             auth: "0.0.0.0:0".parse().expect("addr"),
             acct: "0.0.0.0:0".parse().expect("addr"),
             metrics: "0.0.0.0:0".parse().expect("addr"),
+            radsec: None,
             lines: Mutex::new((rx, Vec::new())),
         };
         for (listener, slot) in [("auth", 0), ("acct", 1), ("metrics", 2)] {
@@ -113,6 +117,13 @@ impl TestServer {
                 _ => server.metrics = addr,
             }
         }
+        // RadSec listeners are bound before the metrics endpoint: logged
+        // by now when configured.
+        server.radsec = server
+            .logs()
+            .iter()
+            .find(|v| v["message"] == "listening" && v["listener"] == "radsec")
+            .and_then(|v| v["address"].as_str()?.parse().ok());
         server
     }
 
@@ -235,6 +246,18 @@ impl TestServer {
 
     /// The value of the series `series` (name with labels in the order the
     /// exposition prints them), 0 when absent.
+    /// The sum of every series of a family, whatever their labels.
+    pub fn metric_total(&self, family: &str) -> f64 {
+        self.metrics_text()
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(family)
+                    .is_some_and(|rest| rest.starts_with([' ', '{']))
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    }
+
     pub fn metric(&self, series: &str) -> f64 {
         metric_value(&self.metrics_text(), series)
     }

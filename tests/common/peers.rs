@@ -12,6 +12,7 @@ const PEERS: &[(&str, &str)] = &[
     ("slapd", "slapd"),
     ("ldapadd", "ldap-utils"),
     ("promtool", "prometheus"),
+    ("radsecproxy", "radsecproxy"),
 ];
 
 fn installed(program: &str) -> bool {

@@ -8,13 +8,15 @@ use crate::proto::wire::{Code, PacketBuilder};
 
 const SECRET: &[u8] = b"testing123";
 
-fn client(require_ma: bool) -> ClientConfig {
-    ClientConfig {
-        name: "nas".into(),
+fn client(require_ma: bool) -> crate::config::UdpClient {
+    crate::config::UdpClient {
         network: "127.0.0.1/32".parse().expect("net"),
-        secret: Secret::new(SECRET),
-        require_message_authenticator: require_ma,
-        limit_proxy_state: true,
+        client: ClientConfig {
+            name: "nas".into(),
+            secret: Secret::new(SECRET),
+            require_message_authenticator: require_ma,
+            limit_proxy_state: true,
+        },
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
 
 use super::*;
 use crate::config::Config;
@@ -42,12 +43,14 @@ struct Sim {
 }
 
 /// What one request came to.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 enum Got {
     Reply(Vec<u8>),
     Nothing,
     /// The directory was asked and did not answer (yet).
     Waiting(Ticket),
+    /// RadSec: the connection must close, and why.
+    Closed(&'static str),
 }
 
 fn config_text(sim_dir: &std::path::Path, pki: &Pki, vlan: u16, eap_extra: &str) -> String {
@@ -71,8 +74,17 @@ fn config_text(sim_dir: &std::path::Path, pki: &Pki, vlan: u16, eap_extra: &str)
     )
 }
 
+/// RadSec on (never bound here: the engine has no sockets), with the demo
+/// CA as NAS CA and alice's certificate as a NAS's.
+const RADSEC: &str =
+    "\n[radsec]\nca = [CA]\n[[radsec.clients]]\nname = \"cloud\"\nnames = [\"alice@*\"]\n";
+
 impl Sim {
     fn new(eap_extra: &str) -> Sim {
+        Sim::build(eap_extra, false)
+    }
+
+    fn build(eap_extra: &str, radsec: bool) -> Sim {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Pki::open(&dir.path().join("pki"));
         pki.init("radius.example.org", KeyType::EcdsaP256)
@@ -85,7 +97,16 @@ impl Sim {
         )
         .expect("users");
         let path = dir.path().join("certgate.toml");
-        std::fs::write(&path, config_text(dir.path(), &pki, 20, eap_extra)).expect("config");
+        let mut text = config_text(dir.path(), &pki, 20, eap_extra);
+        if radsec {
+            text = text.replace(
+                "[server]\n",
+                "[server]\nradsec_listen = [\"127.0.0.1:2083\"]\n",
+            );
+            let ca = format!("{:?}", pki.path("ca.pem").display().to_string());
+            text.push_str(&RADSEC.replace("CA", &ca));
+        }
+        std::fs::write(&path, text).expect("config");
         let config = Config::load(&path).expect("valid configuration");
         // Virtual time starts at the wall clock (certificates are valid
         // from yesterday) and moves only when a test says so.
@@ -127,6 +148,7 @@ impl Sim {
             match action {
                 Action::Send { bytes, .. } => return Got::Reply(bytes.to_vec()),
                 Action::Nothing => return Got::Nothing,
+                Action::Close { reason } => return Got::Closed(reason),
                 Action::Ask { ticket, work } => {
                     let answer = match work {
                         Work::Lookup { identity, .. } => {
@@ -536,4 +558,110 @@ fn accounting_is_answered_only_once_stored() {
         })
         .expect("accounting is on");
     assert!(page.contains("session-1"), "{page}");
+}
+
+/// RadSec through the engine: a NAS certificate names its client, a whole
+/// conversation runs on the `radsec` secret, and a packet that fails
+/// authentication or is malformed closes the connection, where UDP would
+/// only drop it.
+#[test]
+fn radsec_packets_run_through_the_same_engine() {
+    let mut sim = Sim::build("", true);
+    let peer: SocketAddr = "127.0.0.1:50000".parse().expect("address");
+    let alice_chain = rustls::pki_types::CertificateDer::pem_file_iter(
+        sim.pki.dir().join("clients").join(format!("{ALICE}.pem")),
+    )
+    .expect("pem")
+    .collect::<Result<Vec<_>, _>>()
+    .expect("chain");
+    let client = sim
+        .engine
+        .radsec_client(sim.now, peer, &alice_chain, false)
+        .expect("alice's certificate names the cloud client");
+    assert_eq!(client.name, "cloud");
+    assert_eq!(
+        client.secret,
+        crate::proto::wire::crypto::Secret::new(b"radsec")
+    );
+    assert!(sim.engine.radsec_has_client("cloud") && !sim.engine.radsec_has_client("ap"));
+
+    let stream = |sim: &mut Sim, packet: &[u8]| {
+        let action = match sim.engine.receive_stream(sim.now, &client, peer, packet) {
+            Received::Act(action) => action,
+            Received::Process(request) => sim.engine.process(sim.now, request, &mut sim.rng),
+        };
+        sim.drive(action)
+    };
+    // A whole EAP-TLS conversation: MPPE keys under the radsec secret.
+    let mut nas = sim.nas("02-00-00-00-00-09");
+    nas.ex = Exchange::new(crate::proto::wire::crypto::Secret::new(b"radsec"), ALICE);
+    nas.ex.calling_station = Some("02-00-00-00-00-09".into());
+    let mut end = Step::NoAnswer;
+    for _ in 0..20 {
+        let request = nas.request();
+        let got = stream(&mut sim, &request);
+        end = nas.answer(got);
+        if end != Step::Continue {
+            break;
+        }
+    }
+    assert_eq!(
+        end,
+        Step::Accept {
+            keys_match: true,
+            vlan: vlan(20)
+        }
+    );
+    assert!(
+        sim.metric(
+            "certgate_requests_total",
+            &[("listener", "radsec"), ("client", "cloud")]
+        ) >= 4.0,
+        "counted under the radsec listener and the client's name"
+    );
+
+    // Status-Server under the wrong secret: authentication fails, close.
+    let forged = PacketBuilder::new(Code::StatusServer, 7, true)
+        .finish_access_request(&[7; 16], &crate::proto::wire::crypto::Secret::new(SECRET));
+    assert_eq!(stream(&mut sim, &forged), Got::Closed("authentication"));
+    // An attribute running past the end: malformed, close.
+    let mut broken = PacketBuilder::new(Code::StatusServer, 8, true)
+        .finish_access_request(&[8; 16], &client.secret);
+    let last = broken.len() - 18;
+    broken[last + 1] = 200;
+    assert_eq!(stream(&mut sim, &broken), Got::Closed("malformed"));
+    // A code RadSec does not serve here is dropped; the connection stays.
+    let mut coa = PacketBuilder::new(Code::StatusServer, 9, true)
+        .finish_access_request(&[9; 16], &client.secret);
+    coa[0] = 43;
+    assert_eq!(stream(&mut sim, &coa), Got::Nothing);
+    // And Status-Server is answered.
+    let status = PacketBuilder::new(Code::StatusServer, 10, true)
+        .finish_access_request(&[10; 16], &client.secret);
+    let Got::Reply(reply) = stream(&mut sim, &status) else {
+        panic!("Status-Server unanswered");
+    };
+    assert_eq!(
+        Packet::decode(&reply).expect("reply").code(),
+        Code::AccessAccept
+    );
+
+    // A certificate that names no client is refused and counted.
+    let server_chain = rustls::pki_types::CertificateDer::pem_file_iter(sim.pki.path("server.pem"))
+        .expect("pem")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("chain");
+    assert_eq!(
+        sim.engine
+            .radsec_client(sim.now, peer, &server_chain, false)
+            .err(),
+        Some("unknown_client")
+    );
+    assert_eq!(
+        sim.metric(
+            "certgate_radsec_handshakes_total",
+            &[("reason", "unknown_client")]
+        ),
+        1.0
+    );
 }
