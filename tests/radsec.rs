@@ -115,6 +115,52 @@ fn radsecproxy_carries_eap_tls_and_accounting_over_tls12_and_tls13() {
     promtool_check(&s.metrics_text());
 }
 
+/// FreeRADIUS 3.2 as the RadSec client (a proxy with a `home_server`
+/// over TLS), as sites that keep a FreeRADIUS proxy tier run it.
+#[test]
+fn freeradius_as_radsec_client_carries_eap_tls_and_accounting() {
+    require!("freeradius", "eapol_test", "radclient");
+    let lab = RadsecLab::new();
+    let s = lab.start("", &format!("{APS}{}", accounting(&lab)));
+    let (cert, key) = lab.lab.client_files(&lab.nas, AP2);
+    let proxy = common::freeradius::FreeradiusProxy::start(
+        lab.lab.dir.path(),
+        s.radsec.expect("radsec"),
+        &cert,
+        &key,
+        &lab.lab.pki.path("ca.pem"),
+    );
+    let ca = lab.lab.pki.path("ca.pem");
+    for (n, eap) in [TLS12_ONLY, TLS13].into_iter().enumerate() {
+        let conf = lab.lab.eapol_conf(&lab.lab.pki, ALICE, &ca, eap);
+        let (ok, out) = eapol_test(&conf, proxy.auth, common::freeradius::NAS_SECRET, &[]);
+        assert!(ok, "via FreeRADIUS:\n{out}\n{}", proxy.log_text());
+        assert!(out.contains("MPPE keys OK: 1  mismatch: 0"), "{out}");
+        common::lab::outcome(&s, "access accepted", n + 1);
+    }
+    let conf = lab.lab.eapol_conf(&lab.lab.pki, REVOKED, &ca, TLS13);
+    let (ok, out) = eapol_test(&conf, proxy.auth, common::freeradius::NAS_SECRET, &[]);
+    assert!(!ok && out.contains("Access-Reject"), "{out}");
+    for status in ["Start", "Stop"] {
+        let input = format!(
+            "Acct-Status-Type = {status}\nAcct-Session-Id = \"fr-1\"\nUser-Name = \"{ALICE}\"\nNAS-Identifier = \"fr\"\n"
+        );
+        let (ok, out) = radclient(proxy.acct, "acct", common::freeradius::NAS_SECRET, &input);
+        assert!(
+            ok && out.contains("Received Accounting-Response"),
+            "{status}: {out}"
+        );
+    }
+    assert_eq!(
+        s.metric("certgate_acct_records_total{client=\"aps\",status=\"stop\"}"),
+        1.0
+    );
+    let open = s
+        .wait_log(|v| v["message"] == "radsec connection open", WAIT)
+        .expect("connected");
+    assert_eq!(open["client"], "aps");
+}
+
 #[test]
 fn nas_with_an_untrusted_revoked_unknown_or_no_certificate_is_refused() {
     require!("radsecproxy", "eapol_test");

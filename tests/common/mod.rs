@@ -16,6 +16,7 @@ use serde_json::Value;
 
 #[macro_use]
 pub mod peers;
+pub mod freeradius;
 pub mod lab;
 pub mod latency;
 pub mod load;
@@ -24,6 +25,19 @@ pub mod radsec;
 pub mod slapd;
 
 pub const SECRET: &str = "testing123";
+
+/// A loopback address and port of a peer's own, from `tag` (random): no
+/// port to pick and race for, and clear of a system RADIUS server bound
+/// to *:1812.
+pub fn private_loopback(tag: u32) -> (String, u16) {
+    let ip = format!(
+        "127.{}.{}.{}",
+        1 + tag % 250,
+        (tag >> 8) % 250,
+        1 + (tag >> 16) % 250
+    );
+    (ip, 21000 + (tag >> 24) as u16 * 32)
+}
 
 /// A client block for the loopback address the tests send from.
 pub fn loopback_client(extra: &str) -> String {

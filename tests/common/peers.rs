@@ -13,6 +13,7 @@ const PEERS: &[(&str, &str)] = &[
     ("ldapadd", "ldap-utils"),
     ("promtool", "prometheus"),
     ("radsecproxy", "radsecproxy"),
+    ("freeradius", "freeradius"),
 ];
 
 fn installed(program: &str) -> bool {

@@ -134,15 +134,8 @@ impl Radsecproxy {
     ) -> Radsecproxy {
         let dir = lab.lab.dir.path();
         let tag: u32 = rand::random();
-        // A loopback address of its own: no port to pick and race for.
-        let udp: SocketAddr = format!(
-            "127.{}.{}.{}:1812",
-            1 + tag % 250,
-            (tag >> 8) % 250,
-            1 + (tag >> 16) % 250
-        )
-        .parse()
-        .expect("address");
+        let (ip, port) = super::private_loopback(tag);
+        let udp: SocketAddr = format!("{ip}:{port}").parse().expect("address");
         let log = dir.join(format!("radsecproxy-{tag}.log"));
         let identity = match nas {
             Some((pki, name)) => {
