@@ -11,11 +11,19 @@
 #                                in-memory one), fragment size FRAG), the same
 #                                VLAN reply as certgate, and a detail file for
 #                                accounting (not synced: FreeRADIUS does not)
+#                                With $FR_RADSEC set, also a RadSec listener
+#                                (TLS, auth+acct, NAS certificate required from
+#                                the PKI's CA, client "nas"/radsec from
+#                                127.0.0.1, no connection limits) on $fr_radsec
 #   fr_start                     start it; sets $fr_pid, $fr_auth, $fr_acct
 #   fr_stop
 
 fr_free_port() {
   python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+fr_free_tcp_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
 fr_config() {
@@ -92,8 +100,47 @@ eap {
 CONF
   fr_auth=$(fr_free_port)
   fr_acct=$(fr_free_port)
+  local radsec=""
+  if [ -n "${FR_RADSEC:-}" ]; then
+    fr_radsec=$(fr_free_tcp_port)
+    cat >> "$fr/clients.conf" <<CONF
+clients radsec {
+  client nas {
+    ipaddr = 127.0.0.1
+    proto = tls
+    secret = radsec
+  }
+}
+CONF
+    radsec="listen {
+    ipaddr = 127.0.0.1
+    port = $fr_radsec
+    type = auth+acct
+    proto = tcp
+    clients = radsec
+    limit {
+      max_connections = 0
+      lifetime = 0
+      idle_timeout = 0
+    }
+    tls {
+      private_key_file = $pki/server.key
+      certificate_file = $pki/server.pem
+      ca_file = $pki/ca.pem
+      cipher_list = \"DEFAULT\"
+      tls_min_version = \"1.2\"
+      tls_max_version = \"1.3\"
+      ecdh_curve = \"\"
+      require_client_cert = yes
+      fragment_size = 8192
+      verify {
+      }
+    }
+  }"
+  fi
   cat > "$fr/sites-enabled/bench" <<CONF
 server bench {
+  $radsec
   listen {
     type = auth
     ipaddr = 127.0.0.1

@@ -6,13 +6,14 @@
 #   bench_config EXTRA_TOML          write $dir/c.toml: loopback listeners on
 #                                    free ports, client "bench"/testing123;
 #                                    log level $BENCH_LOG_LEVEL when set (the
-#                                    start-up lines must stay on: ports come from them)
+#                                    start-up lines must stay on: ports come from them);
+#                                    $BENCH_SERVER_EXTRA: more [server] lines
 #   bench_pki DIR [KEY-TYPE]         a PKI (ecdsa by default) with client alice@example.org
 #   bench_eap_config PKI [TLS] [EAP] bench_config for EAP-TLS with PKI: fragment size
 #                                    1024, alice in group "all" → VLAN 20, a journal;
 #                                    TLS and EAP are extra lines for [tls] and [eap]
 #   bench_start                      start the server on $dir/c.toml; sets $pid
-#   bench_port LISTENER              the port of "auth", "acct" or "metrics"
+#   bench_port LISTENER              the port of "auth", "acct", "radsec" or "metrics"
 #   bench_stop                       stop it
 
 bench_init() {
@@ -29,6 +30,7 @@ bench_config() {
 auth_listen = ["127.0.0.1:0"]
 acct_listen = ["127.0.0.1:0"]
 dictionary = "$PWD/dictionaries/dictionary"
+${BENCH_SERVER_EXTRA:-}
 [metrics]
 listen = "127.0.0.1:0"
 [log]

@@ -273,6 +273,67 @@ pub async fn half_open(
     .await
 }
 
+/// Opens `count` RadSec connections (`load.concurrency` at a time), each
+/// proven by one Status-Server exchange, and holds them until `held`
+/// returns: the server's memory per idle connection is what `held`
+/// measures. Each connection open counts as one completed operation.
+pub async fn hold_connections<F: FnOnce(u64)>(
+    load: &Load,
+    count: u64,
+    held: F,
+) -> Result<Report, SupplicantError> {
+    let Via::Radsec {
+        config,
+        server_name,
+        ..
+    } = &load.via
+    else {
+        return Err(SupplicantError::Setup(
+            "holding connections needs RadSec (--radsec-cert, --radsec-key, --radsec-ca)".into(),
+        ));
+    };
+    let started = Instant::now();
+    let slots = Arc::new(tokio::sync::Semaphore::new(load.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let permit = slots.clone().acquire_owned().await;
+        let (config, server_name, load) = (config.clone(), server_name.clone(), load.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            let t = Instant::now();
+            let link = RadsecLink::connect(load.target, config, server_name).await?;
+            let transport = Transport::Radsec(link);
+            let build = |ra: &mut [u8; 16], id: u8| {
+                *ra = rand::random();
+                crate::proto::wire::PacketBuilder::new(Code::StatusServer, id, true)
+                    .finish_access_request(ra, &load.secret)
+            };
+            match request_reply(&transport, &load, build).await {
+                Op::Ok { .. } => Ok((transport, t.elapsed())),
+                Op::Failed(e) => Err(SupplicantError::Reply(e)),
+            }
+        });
+    }
+    let mut report = Report::default();
+    let mut open = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok((transport, latency))) => {
+                open.push(transport);
+                report.completed += 1;
+                report.latencies.push(latency);
+                report.round_trips += 1;
+            }
+            Ok(Err(e)) => *report.failed.entry(e.to_string()).or_default() += 1,
+            Err(e) => *report.failed.entry(e.to_string()).or_default() += 1,
+        }
+    }
+    report.elapsed = started.elapsed();
+    held(report.completed);
+    drop(open);
+    Ok(report)
+}
+
 pub enum Op {
     Ok {
         latency: Duration,

@@ -517,3 +517,24 @@ fn sighup_applies_new_cas_and_clients_to_new_connections_and_closes_removed_clie
     assert_status_answer(new_ca.packet(), 2);
     assert_eq!(s.metric("certgate_radsec_connections{client=\"one\"}"), 2.0);
 }
+
+#[test]
+fn sigterm_closes_radsec_connections_with_close_notify_and_exits_zero() {
+    let lab = RadsecLab::new();
+    let mut s = lab.start("", APS);
+    let server = s.radsec.expect("radsec");
+    let mut nas = RawNas::connect(&lab, server, AP1);
+    nas.send(&status_server(1, RADSEC_SECRET));
+    assert_status_answer(nas.packet(), 1);
+    s.signal("TERM");
+    // A clean close: TLS close_notify, read as end of stream, not an error.
+    let mut chunk = [0u8; 16];
+    assert_eq!(nas.stream.read(&mut chunk).expect("clean close"), 0);
+    let status = s.wait_exit(WAIT).expect("exited");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        s.logs()
+            .iter()
+            .any(|l| { l["message"] == "radsec connection closed" && l["reason"] == "shutdown" })
+    );
+}

@@ -70,6 +70,10 @@ struct Radsec {
     /// at once).
     #[arg(long, default_value_t = 1)]
     radsec_connections: usize,
+    /// Full handshakes only: no TLS session resumption on RadSec
+    /// connections.
+    #[arg(long)]
+    radsec_no_resume: bool,
 }
 
 impl Radsec {
@@ -79,8 +83,9 @@ impl Radsec {
         else {
             return Ok(bench::Via::Udp);
         };
-        let config = client_config_with(ca, cert, key, Versions::Both, true, true)
-            .map_err(|e| e.to_string())?;
+        let config =
+            client_config_with(ca, cert, key, Versions::Both, !self.radsec_no_resume, true)
+                .map_err(|e| e.to_string())?;
         let server_name = ServerName::try_from(self.radsec_server_name.clone())
             .map_err(|e| format!("--radsec-server-name: {e}"))?;
         Ok(bench::Via::Radsec {
@@ -145,6 +150,10 @@ enum Mode {
     Acct,
     /// Status-Server requests with Message-Authenticator.
     Status,
+    /// RadSec only: opens --count connections (each proven by one
+    /// Status-Server) and holds them; with --server-pid, reports the
+    /// server's memory per idle connection.
+    Connections,
 }
 
 /// The supplicant for a client certificate from a PKI directory.
@@ -251,6 +260,22 @@ fn main() -> ExitCode {
             }
             Mode::Acct => bench::acct(&load).await.map_err(|e| e.to_string()),
             Mode::Status => bench::status(&load).await.map_err(|e| e.to_string()),
+            Mode::Connections => {
+                let before = load.server_pid.and_then(bench::rss_kib);
+                let pid = load.server_pid;
+                bench::hold_connections(&load, load.count.unwrap_or(1000), |open| {
+                    if let (Some(b), Some(a)) = (before, pid.and_then(bench::rss_kib)) {
+                        eprintln!(
+                            "server RSS       {:.1} MiB before, {:.1} MiB with {open} connections open: {:.2} KiB per connection",
+                            b as f64 / 1024.0,
+                            a as f64 / 1024.0,
+                            a.saturating_sub(b) as f64 / open.max(1) as f64
+                        );
+                    }
+                })
+                .await
+                .map_err(|e| e.to_string())
+            }
         }
     });
     match result {

@@ -105,6 +105,9 @@ pub struct RadsecLink {
     slots: Semaphore,
     /// Set by the reader when the server closed the connection.
     closed: Arc<AtomicBool>,
+    /// The reader task, stopped when the link is dropped (it holds the
+    /// read half, which keeps the connection open).
+    reader: tokio::task::AbortHandle,
     /// The TLS version and whether the session was resumed.
     pub version: Option<rustls::ProtocolVersion>,
     pub resumed: bool,
@@ -132,13 +135,15 @@ impl RadsecLink {
         let (reader, writer) = tokio::io::split(tls);
         let waiting: Arc<Mutex<HashMap<u8, oneshot::Sender<Vec<u8>>>>> = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(read_replies(reader, waiting.clone(), closed.clone()));
+        let reader =
+            tokio::spawn(read_replies(reader, waiting.clone(), closed.clone())).abort_handle();
         Ok(Arc::new(RadsecLink {
             writer: tokio::sync::Mutex::new(writer),
             waiting,
             free: Mutex::new((0..=255).collect()),
             slots: Semaphore::new(256),
             closed,
+            reader,
             version,
             resumed,
         }))
@@ -188,6 +193,12 @@ impl RadsecLink {
     /// Whether the server has closed the connection.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for RadsecLink {
+    fn drop(&mut self) {
+        self.reader.abort();
     }
 }
 
