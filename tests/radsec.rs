@@ -357,6 +357,24 @@ fn stream_framing_split_joined_and_garbage_on_one_connection_only() {
         assert_status_answer(Some(reply), id);
     }
 
+    // The same request again once answered (a proxy's resend): answered
+    // byte for byte from the connection's duplicate cache.
+    let mut builder = PacketBuilder::new(Code::AccessRequest, 42, true);
+    builder.push(1, b"nobody@example.org").expect("User-Name");
+    let request = builder.finish_access_request(&[42; 16], &Secret::new(RADSEC_SECRET));
+    a.send(&request);
+    let first = a.packet().expect("answer");
+    assert_eq!(
+        Packet::decode(&first).expect("reply").code(),
+        Code::AccessReject
+    );
+    a.send(&request);
+    assert_eq!(a.packet().expect("second answer"), first);
+    assert_eq!(
+        s.metric("certgate_duplicates_total{listener=\"radsec\"}"),
+        1.0
+    );
+
     // A Length past 4096: that connection closes, the other serves on.
     a.send(&[12, 1, 0x10, 0x01]);
     assert!(a.closed(), "a bad Length closes the connection");
