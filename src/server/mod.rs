@@ -212,6 +212,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
 
     tracing::info!(
         clients = config.clients.len(),
+        radsec_clients = config.radsec.as_ref().map_or(0, |r| r.clients.len()),
         attributes = config.dictionary.attribute_count(),
         version = env!("CARGO_PKG_VERSION"),
         "certgate started"
