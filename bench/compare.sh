@@ -48,18 +48,6 @@ certgate_config() { # PKI RESUMPTION
 verified_chain_cache = $([ "$2" = true ] && echo 10000 || echo 0)"
 }
 
-# measure SERVER ROW PID PORT CONCURRENCY MODE-ARGS...
-measure() {
-  local server=$1 row=$2 spid=$3 port=$4 conc=$5
-  shift 5
-  local json
-  json=$(target/release/certgate-bench --target "127.0.0.1:$port" -c "$conc" -d "${secs}s" \
-    --warmup 20 --server-pid "$spid" --json "$@")
-  python3 -c 'import json,sys; j=json.loads(sys.argv[3]); j["server"]=sys.argv[1]; j["row"]=sys.argv[2]; print(json.dumps(j))' \
-    "$server" "$row" "$json" >> "$results"
-  echo "  $server $row done" >&2
-}
-
 run_server() { # SERVER KEY CACHE
   local server=$1 key=$2 cache=$3 pki="$dir/pki-$2" spid auth acct
   if [ "$server" = certgate ]; then

@@ -15,6 +15,11 @@
 #   bench_start                      start the server on $dir/c.toml; sets $pid
 #   bench_port LISTENER              the port of "auth", "acct", "radsec" or "metrics"
 #   bench_stop                       stop it
+#   measure SERVER ROW PID PORT CONCURRENCY ARGS...
+#                                    one certgate-bench run of ${secs}s (20 warm-up
+#                                    operations) against 127.0.0.1:PORT with the
+#                                    server's PID, its JSON report appended to
+#                                    $results tagged with SERVER and ROW
 
 bench_init() {
   cd "$(dirname "${BASH_SOURCE[1]}")/.."
@@ -84,4 +89,15 @@ bench_stop() {
   kill $pid
   wait $pid 2>/dev/null || true
   pid=""
+}
+
+measure() {
+  local server=$1 row=$2 spid=$3 port=$4 conc=$5
+  shift 5
+  local json
+  json=$(target/release/certgate-bench --target "127.0.0.1:$port" -c "$conc" -d "${secs}s" \
+    --warmup 20 --server-pid "$spid" --json "$@")
+  python3 -c 'import json,sys; j=json.loads(sys.argv[3]); j["server"]=sys.argv[1]; j["row"]=sys.argv[2]; print(json.dumps(j))' \
+    "$server" "$row" "$json" >> "$results"
+  echo "  $server $row done" >&2
 }

@@ -43,23 +43,11 @@ verified_chain_cache = 0"
 [radsec]
 ca = ["$pki/ca.pem"]
 max_connections = $((idle + 100))
-max_connections_per_client = ${1:-5000}
+max_connections_per_client = ${1:-$(((idle + 101) / 2))}
 [[radsec.clients]]
 name = "nas"
 names = ["$nas"]
 TOML
-}
-
-# measure SERVER ROW PID PORT CONCURRENCY ARGS...
-measure() {
-  local server=$1 row=$2 spid=$3 port=$4 conc=$5
-  shift 5
-  local json
-  json=$(target/release/certgate-bench --target "127.0.0.1:$port" -c "$conc" -d "${secs}s" \
-    --warmup 20 --server-pid "$spid" --json "$@")
-  python3 -c 'import json,sys; j=json.loads(sys.argv[3]); j["server"]=sys.argv[1]; j["row"]=sys.argv[2]; print(json.dumps(j))' \
-    "$server" "$row" "$json" >> "$results"
-  echo "  $server $row done" >&2
 }
 
 for server in certgate freeradius; do

@@ -303,11 +303,7 @@ pub async fn hold_connections<F: FnOnce(u64)>(
             let t = Instant::now();
             let link = RadsecLink::connect(load.target, config, server_name).await?;
             let transport = Transport::Radsec(link);
-            let build = |ra: &mut [u8; 16], id: u8| {
-                *ra = rand::random();
-                crate::proto::wire::PacketBuilder::new(Code::StatusServer, id, true)
-                    .finish_access_request(ra, &load.secret)
-            };
+            let build = |ra: &mut [u8; 16], id: u8| status_server(ra, id, &load.secret);
             match request_reply(&transport, &load, build).await {
                 Op::Ok { .. } => Ok((transport, t.elapsed())),
                 Op::Failed(e) => Err(SupplicantError::Reply(e)),
@@ -442,14 +438,18 @@ pub async fn acct(load: &Load) -> Result<Report, SupplicantError> {
 /// to the port given as target.
 pub async fn status(load: &Load) -> Result<Report, SupplicantError> {
     run(load, move |transport, load| async move {
-        let build = |ra: &mut [u8; 16], id: u8| {
-            *ra = rand::random();
-            let b = crate::proto::wire::PacketBuilder::new(Code::StatusServer, id, true);
-            b.finish_access_request(ra, &load.secret)
-        };
+        let build = |ra: &mut [u8; 16], id: u8| status_server(ra, id, &load.secret);
         request_reply(&transport, &load, build).await
     })
     .await
+}
+
+/// A Status-Server with Message-Authenticator and a fresh Request
+/// Authenticator, noted in `ra`.
+fn status_server(ra: &mut [u8; 16], id: u8, secret: &Secret) -> Vec<u8> {
+    *ra = rand::random();
+    crate::proto::wire::PacketBuilder::new(Code::StatusServer, id, true)
+        .finish_access_request(ra, secret)
 }
 
 /// Sends the request `build` makes (it notes its Request Authenticator),

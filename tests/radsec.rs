@@ -66,7 +66,8 @@ fn radsecproxy_carries_eap_tls_and_accounting_over_tls12_and_tls13() {
         let (ok, out) = eapol_test(&conf, proxy.udp, SECRET, &[]);
         assert!(
             ok,
-            "EAP-TLS {eap_label} over RadSec {link_label} failed:\n{out}"
+            "EAP-TLS {eap_label} over RadSec {link_label} failed:\n{out}\nradsecproxy:\n{}",
+            proxy.log_text()
         );
         assert!(
             out.contains("MPPE keys OK: 1  mismatch: 0"),
@@ -555,4 +556,45 @@ fn sigterm_closes_radsec_connections_with_close_notify_and_exits_zero() {
             .iter()
             .any(|l| { l["message"] == "radsec connection closed" && l["reason"] == "shutdown" })
     );
+}
+
+/// One request in flight per connection: twenty pipelined in one write are
+/// all answered, the connection not read while one is processed.
+#[test]
+fn a_connection_past_its_in_flight_bound_is_paused_not_dropped() {
+    let lab = RadsecLab::new();
+    let s = lab.start("max_in_flight = 1\n", APS);
+    let mut nas = RawNas::connect(&lab, s.radsec.expect("radsec"), AP1);
+    let burst: Vec<u8> = (0..20u8)
+        .flat_map(|id| status_server(id, RADSEC_SECRET))
+        .collect();
+    nas.send(&burst);
+    let mut ids: Vec<u8> = (0..20).map(|_| nas.packet().expect("answer")[1]).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..20).collect::<Vec<u8>>());
+    assert_eq!(
+        s.metric("certgate_dropped_total{listener=\"radsec\",reason=\"overload\"}"),
+        0.0
+    );
+}
+
+/// The NAS CA's CRL is re-read on its own schedule: a NAS certificate
+/// revoked meanwhile is refused on its next connection, while the
+/// connection it already has carries on (as for a reload).
+#[test]
+fn nas_crls_are_refreshed_without_a_reload() {
+    let lab = RadsecLab::new();
+    let s = lab.start("crl_refresh = \"1s\"\n", APS);
+    let server = s.radsec.expect("radsec");
+    let mut established = RawNas::connect(&lab, server, AP2);
+    lab.nas.revoke(AP2).expect("revoke");
+    s.wait_metric_at_least("certgate_crl_reloads_total{result=\"ok\"}", 1.0, WAIT);
+    let mut fresh = RawNas::connect(&lab, server, AP2);
+    assert!(fresh.closed(), "a revoked NAS certificate is refused");
+    assert_eq!(
+        s.metric("certgate_radsec_handshakes_total{reason=\"tls\",result=\"refused\"}"),
+        1.0
+    );
+    established.send(&status_server(1, RADSEC_SECRET));
+    assert_status_answer(established.packet(), 1);
 }

@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use serde::Deserialize;
 
 use super::authz::{self, RawAuthz};
-use super::{Problems, either, parse_duration, resolve};
+use super::{Problems, either, parse_duration, resolve, share};
 use crate::proto::clock::Clock;
 use crate::proto::dictionary::Dictionary;
 use crate::proto::eap::service::{EapSettings, max_fragment_size};
@@ -121,6 +121,39 @@ pub(super) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
         return Err(format!("{}: no PEM certificate in it", path.display()));
     }
     Ok(certs)
+}
+
+/// The server's certificate chain and key from `section.certificate` and
+/// `section.private_key` (`[tls]` and `[radsec]` both have them); None
+/// where a problem was added.
+pub(super) fn read_server_identity(
+    p: &mut Problems,
+    base: &Path,
+    section: &str,
+    certificate: &str,
+    key: &str,
+) -> (
+    Option<Vec<CertificateDer<'static>>>,
+    Option<PrivateKeyDer<'static>>,
+) {
+    let chain = read_certs(&resolve(base, certificate))
+        .map_err(|e| p.add(&format!("{section}.certificate"), e))
+        .ok();
+    let key = if key.is_empty() {
+        p.add(&format!("{section}.private_key"), "missing");
+        None
+    } else {
+        let path = resolve(base, key);
+        PrivateKeyDer::from_pem_file(&path)
+            .map_err(|e| {
+                p.add(
+                    &format!("{section}.private_key"),
+                    format!("{}: {e}", path.display()),
+                )
+            })
+            .ok()
+    };
+    (chain, key)
 }
 
 /// The CAs that issue one kind of client certificate and their CRLs, as
@@ -267,18 +300,13 @@ pub(super) fn validate(
     }
     // Half the table by default: one flooding NAS leaves the other half to
     // the rest even before eviction starts.
-    let per_nas = eap
-        .max_conversations_per_nas
-        .unwrap_or(eap.max_conversations.div_ceil(2));
-    if per_nas == 0 || per_nas > eap.max_conversations {
-        p.add(
-            "eap.max_conversations_per_nas",
-            format!(
-                "{per_nas} is not 1..={} (eap.max_conversations)",
-                eap.max_conversations
-            ),
-        );
-    }
+    let per_nas = share(
+        p,
+        "eap.max_conversations_per_nas",
+        eap.max_conversations_per_nas,
+        "eap.max_conversations",
+        eap.max_conversations,
+    );
     let binding = Binding::parse(&eap.identity_binding).unwrap_or_else(|| {
         p.add(
             "eap.identity_binding",
@@ -315,18 +343,7 @@ pub(super) fn validate(
         verified_chain_cache: usize::try_from(tls.verified_chain_cache).unwrap_or(usize::MAX),
     };
     let crl_refresh = parse_duration(p, "tls.crl_refresh", &tls.crl_refresh);
-    let chain = read_certs(&resolve(base, &tls.certificate))
-        .map_err(|e| p.add("tls.certificate", e))
-        .ok();
-    let key = if tls.private_key.is_empty() {
-        p.add("tls.private_key", "missing");
-        None
-    } else {
-        let key_path = resolve(base, &tls.private_key);
-        PrivateKeyDer::from_pem_file(&key_path)
-            .map_err(|e| p.add("tls.private_key", format!("{}: {e}", key_path.display())))
-            .ok()
-    };
+    let (chain, key) = read_server_identity(p, base, "tls", &tls.certificate, &tls.private_key);
     let trust = read_trust(p, base, "tls", &tls.ca, &tls.crls, "client certificates");
     let (roots, crl_files, crls) = (trust.roots, trust.crl_files, trust.crls);
 

@@ -247,6 +247,16 @@ impl Problems {
     }
 }
 
+/// One holder's share of a bound (`key`, of `total` at `total_key`): as
+/// given, else half; it must be 1..=total.
+fn share(p: &mut Problems, key: &str, given: Option<u64>, total_key: &str, total: u64) -> u64 {
+    let share = given.unwrap_or(total.div_ceil(2));
+    if share == 0 || share > total {
+        p.add(key, format!("{share} is not 1..={total} ({total_key})"));
+    }
+    share
+}
+
 fn parse_duration(p: &mut Problems, key: &str, text: &str) -> Duration {
     match humantime::parse_duration(text) {
         Ok(d) if !d.is_zero() => d,

@@ -9,12 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustls::pki_types::PrivateKeyDer;
-use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 
-use super::eap::{read_certs, read_trust, version};
-use super::{ClientConfig, Problems, either, parse_duration, parse_network, read_secret, resolve};
+use super::eap::{read_server_identity, read_trust, version};
+use super::{ClientConfig, Problems, either, parse_duration, parse_network, read_secret, share};
 use crate::proto::radsec::RadsecClient;
 use crate::proto::tls::{TlsMaterial, TlsPolicy};
 use crate::proto::wire::crypto::Secret;
@@ -128,30 +126,15 @@ pub(super) fn validate(
     } else {
         (raw.certificate.as_str(), raw.private_key.as_str())
     };
-    if certificate.is_empty() {
+    let (chain, key) = if certificate.is_empty() {
         p.add(
             "radsec.certificate",
             "missing: give the server certificate here or in [tls]",
         );
-    }
-    if !raw.certificate.is_empty() && raw.private_key.is_empty() {
-        p.add("radsec.private_key", "missing");
-    }
-    let chain = (!certificate.is_empty())
-        .then(|| {
-            read_certs(&resolve(base, certificate))
-                .map_err(|e| p.add("radsec.certificate", e))
-                .ok()
-        })
-        .flatten();
-    let key = (!key.is_empty())
-        .then(|| {
-            let path = resolve(base, key);
-            PrivateKeyDer::from_pem_file(&path)
-                .map_err(|e| p.add("radsec.private_key", format!("{}: {e}", path.display())))
-                .ok()
-        })
-        .flatten();
+        (None, None)
+    } else {
+        read_server_identity(p, base, "radsec", certificate, key)
+    };
     let trust = read_trust(p, base, "radsec", &raw.ca, &raw.crls, "NAS certificates");
     let (roots, crl_files, crls) = (trust.roots, trust.crl_files, trust.crls);
     let tls_policy = TlsPolicy {
@@ -176,18 +159,13 @@ pub(super) fn validate(
     }
     // Half by default: one client entry (often a whole fleet of access
     // points behind one organisation CA) leaves the other half to the rest.
-    let per_client = raw
-        .max_connections_per_client
-        .unwrap_or(raw.max_connections.div_ceil(2));
-    if per_client == 0 || per_client > raw.max_connections {
-        p.add(
-            "radsec.max_connections_per_client",
-            format!(
-                "{per_client} is not 1..={} (radsec.max_connections)",
-                raw.max_connections
-            ),
-        );
-    }
+    let per_client = share(
+        p,
+        "radsec.max_connections_per_client",
+        raw.max_connections_per_client,
+        "radsec.max_connections",
+        raw.max_connections,
+    );
     if !(1..=256).contains(&raw.max_in_flight) {
         p.add(
             "radsec.max_in_flight",

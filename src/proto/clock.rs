@@ -85,7 +85,7 @@ mod tests {
     #[test]
     fn the_clock_keeps_the_latest_time_it_was_told() {
         let t0 = Now {
-            instant: Instant::now(),
+            instant: crate::server::time::now().instant,
             unix_ms: 1_700_000_000_000,
         };
         let c = Clock::new(t0);

@@ -259,6 +259,30 @@ impl Engine {
     ) -> Received {
         self.clock.advance(now);
         let runtime = self.runtime.load();
+        let admission = admission::admit(
+            &runtime.clients,
+            &self.dedup,
+            listener,
+            from,
+            datagram,
+            now.instant,
+        );
+        // Over UDP a dropped datagram is only dropped: the NAS retransmits.
+        self.admitted(now, listener, from, admission, |_| Action::Nothing)
+    }
+
+    /// What `receive` and `receive_stream` do with admission's verdict:
+    /// count the request, log and count a drop (`on_drop` says what the
+    /// transport does about it), resend a cached reply, or hand the
+    /// request over for processing.
+    fn admitted(
+        &self,
+        now: Now,
+        listener: Listener,
+        from: SocketAddr,
+        admission: Admission,
+        on_drop: impl FnOnce(DropReason) -> Action,
+    ) -> Received {
         let label = listener.as_str();
         let m = &self.metrics;
         let count = |client: &ClientConfig, code: u8| {
@@ -266,14 +290,7 @@ impl Engine {
                 .with_label_values(&[label, &client.name, code_label(code)])
                 .inc();
         };
-        match admission::admit(
-            &runtime.clients,
-            &self.dedup,
-            listener,
-            from,
-            datagram,
-            now.instant,
-        ) {
+        match admission {
             Admission::Drop {
                 reason,
                 client,
@@ -283,7 +300,7 @@ impl Engine {
                     count(c, code);
                 }
                 self.dropped(now, listener, from, client.as_deref(), reason);
-                Received::Act(Action::Nothing)
+                Received::Act(on_drop(reason))
             }
             Admission::Resend {
                 reply,
@@ -382,53 +399,32 @@ impl Engine {
         packet: &[u8],
     ) -> Received {
         self.clock.advance(now);
-        let m = &self.metrics;
-        let label = Listener::Radsec.as_str();
-        let count = |code: u8| {
-            m.requests
-                .with_label_values(&[label, &client.name, code_label(code)])
-                .inc();
-        };
-        match admission::admit_from(
+        let admission = admission::admit_from(
             client,
             &self.dedup,
             Listener::Radsec,
             peer,
             packet,
             now.instant,
-        ) {
-            Admission::Drop { reason, code, .. } => {
-                if let Some(code) = code {
-                    count(code);
-                }
-                self.dropped(now, Listener::Radsec, peer, Some(client), reason);
-                Received::Act(match reason {
-                    DropReason::Malformed(_) => Action::Close {
-                        reason: "malformed",
-                    },
-                    DropReason::BadAuthenticator
-                    | DropReason::BadMessageAuthenticator
-                    | DropReason::MissingMessageAuthenticator
-                    | DropReason::ProxyStateWithoutMessageAuthenticator => Action::Close {
-                        reason: "authentication",
-                    },
-                    _ => Action::Nothing,
-                })
-            }
-            Admission::Resend { reply, code, .. } => {
-                count(code);
-                m.duplicates.with_label_values(&[label]).inc();
-                Received::Act(Action::Send {
-                    to: peer,
-                    code: Code::from(reply[0]),
-                    bytes: reply,
-                })
-            }
-            Admission::Process(request) => {
-                count(request.packet().code_byte());
-                Received::Process(request)
-            }
-        }
+        );
+        self.admitted(
+            now,
+            Listener::Radsec,
+            peer,
+            admission,
+            |reason| match reason {
+                DropReason::Malformed(_) => Action::Close {
+                    reason: "malformed",
+                },
+                DropReason::BadAuthenticator
+                | DropReason::BadMessageAuthenticator
+                | DropReason::MissingMessageAuthenticator
+                | DropReason::ProxyStateWithoutMessageAuthenticator => Action::Close {
+                    reason: "authentication",
+                },
+                _ => Action::Nothing,
+            },
+        )
     }
 
     /// An admitted request the shell has no room to process: dropped as

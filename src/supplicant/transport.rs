@@ -108,9 +108,6 @@ pub struct RadsecLink {
     /// The reader task, stopped when the link is dropped (it holds the
     /// read half, which keeps the connection open).
     reader: tokio::task::AbortHandle,
-    /// The TLS version and whether the session was resumed.
-    pub version: Option<rustls::ProtocolVersion>,
-    pub resumed: bool,
 }
 
 impl RadsecLink {
@@ -125,13 +122,6 @@ impl RadsecLink {
         let tcp = TcpStream::connect(server).await?;
         tcp.set_nodelay(true)?;
         let tls = TlsConnector::from(config).connect(server_name, tcp).await?;
-        let (version, resumed) = {
-            let conn = tls.get_ref().1;
-            (
-                conn.protocol_version(),
-                conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
-            )
-        };
         let (reader, writer) = tokio::io::split(tls);
         let waiting: Arc<Mutex<HashMap<u8, oneshot::Sender<Vec<u8>>>>> = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
@@ -144,8 +134,6 @@ impl RadsecLink {
             slots: Semaphore::new(256),
             closed,
             reader,
-            version,
-            resumed,
         }))
     }
 
@@ -183,15 +171,8 @@ impl RadsecLink {
         result
     }
 
-    /// Sends raw bytes (tests: garbage, half packets).
-    pub async fn send_raw(&self, bytes: &[u8]) -> std::io::Result<()> {
-        let mut w = self.writer.lock().await;
-        w.write_all(bytes).await?;
-        w.flush().await
-    }
-
     /// Whether the server has closed the connection.
-    pub fn is_closed(&self) -> bool {
+    fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 }
