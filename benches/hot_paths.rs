@@ -110,6 +110,7 @@ fn radius(c: &mut Criterion) {
                 (65, vec![0, 0, 0, 6]),
                 (81, b"20".to_vec()),
             ],
+            auth: None,
         },
         established: Box::new(Established {
             version: rustls::ProtocolVersion::TLSv1_3,

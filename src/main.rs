@@ -6,11 +6,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use certgate::config::Config;
 use certgate::pki::{ClientOptions, KeyType, Pki};
+use certgate::server::admin;
 
 /// jemalloc rather than glibc's malloc: after a flood of abandoned
 /// conversations is swept, glibc keeps the freed, fragmented heap resident
@@ -56,11 +58,219 @@ enum Command {
         #[arg(long)]
         pki: Option<PathBuf>,
     },
+    /// List the running server's live sessions (through its admin socket).
+    Sessions {
+        #[arg(long, short, default_value = "conf/certgate.toml")]
+        config: PathBuf,
+        #[command(flatten)]
+        select: SelectArgs,
+        /// At most this many sessions.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Print the server's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running server to disconnect sessions (RFC 5176
+    /// Disconnect-Request to their NAS). Exits 0 when every NAS
+    /// acknowledged, 1 when nothing matched, 2 otherwise.
+    Disconnect {
+        #[arg(long, short, default_value = "conf/certgate.toml")]
+        config: PathBuf,
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Seconds to wait for the server's answer.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
     /// A small CA for labs and demos (use your organisation's CA in production).
     Pki {
         #[command(subcommand)]
         action: PkiAction,
     },
+}
+
+/// Which sessions (one of these).
+#[derive(clap::Args)]
+#[group(multiple = false)]
+struct SelectArgs {
+    /// The identity (certificate identity or User-Name).
+    #[arg(long)]
+    user: Option<String>,
+    /// The client certificate's serial, hex.
+    #[arg(long)]
+    serial: Option<String>,
+    /// The station's MAC address, any notation.
+    #[arg(long)]
+    calling_station: Option<String>,
+    /// A NAS client's name.
+    #[arg(long)]
+    nas: Option<String>,
+    /// A directory group the session was authorized with.
+    #[arg(long)]
+    group: Option<String>,
+}
+
+impl SelectArgs {
+    fn select(self) -> admin::Select {
+        admin::Select {
+            user: self.user,
+            serial: self.serial,
+            calling_station: self.calling_station,
+            nas: self.nas,
+            group: self.group,
+        }
+    }
+}
+
+/// The admin socket `config` names, or why there is none.
+fn admin_socket(config: &std::path::Path) -> Result<PathBuf, String> {
+    let c = Config::load(config).map_err(|e| e.to_string())?;
+    c.admin.socket.ok_or_else(|| {
+        format!(
+            "{}: admin.socket is not set: the server has no admin socket to reach",
+            config.display()
+        )
+    })
+}
+
+/// One line of the sessions table.
+fn row(cols: [String; 7]) {
+    let [nas, session, user, station, group, serial, state] = cols;
+    println!("{nas:<16} {session:<20} {user:<28} {station:<18} {group:<10} {serial:<12} {state}");
+}
+
+fn sessions(config: &std::path::Path, select: SelectArgs, limit: usize, json: bool) -> ExitCode {
+    let request = admin::Request::Sessions {
+        select: select.select(),
+        limit,
+    };
+    let answer = admin_socket(config).and_then(|socket| {
+        admin::call(&socket, &request, Duration::from_secs(30)).map_err(|e| e.to_string())
+    });
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("certgate sessions: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!("{answer}");
+        return ExitCode::SUCCESS;
+    }
+    let field = |v: &serde_json::Value, k: &str| {
+        v.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string()
+    };
+    row([
+        "NAS", "SESSION", "USER", "STATION", "GROUP", "SERIAL", "STATE",
+    ]
+    .map(String::from));
+    let empty = Vec::new();
+    let list = answer
+        .get("sessions")
+        .and_then(|s| s.as_array())
+        .unwrap_or(&empty);
+    for s in list {
+        let serial = s
+            .get("auth")
+            .and_then(|a| a.get("certificate"))
+            .map_or_else(|| "-".into(), |c| field(c, "serial"));
+        row([
+            field(s, "client"),
+            field(s, "session_id"),
+            field(s, "user"),
+            field(s, "calling_station"),
+            field(s, "group"),
+            serial,
+            field(s, "disconnect"),
+        ]);
+    }
+    let unclaimed = answer
+        .get("unclaimed")
+        .and_then(|s| s.as_array())
+        .unwrap_or(&empty);
+    for a in unclaimed {
+        let group = a
+            .get("groups")
+            .and_then(|g| g.get(0))
+            .and_then(|g| g.as_str());
+        row([
+            field(a, "nas"),
+            "(no accounting)".into(),
+            field(a, "identity"),
+            field(a, "calling_station"),
+            group.unwrap_or("-").into(),
+            a.get("certificate")
+                .map_or_else(|| "-".into(), |c| field(c, "serial")),
+            "-".into(),
+        ]);
+    }
+    println!(
+        "{} of {} live sessions; {} authentications without accounting",
+        list.len(),
+        answer.get("total").and_then(|t| t.as_u64()).unwrap_or(0),
+        answer
+            .get("unclaimed_total")
+            .and_then(|t| t.as_u64())
+            .unwrap_or(0),
+    );
+    ExitCode::SUCCESS
+}
+
+fn disconnect(config: &std::path::Path, select: SelectArgs, wait: u64) -> ExitCode {
+    let select = select.select();
+    if select == admin::Select::default() {
+        eprintln!(
+            "certgate disconnect: say which sessions: --user, --serial, --calling-station, --nas or --group"
+        );
+        return ExitCode::from(2);
+    }
+    let request = admin::Request::Disconnect { select };
+    let answer = admin_socket(config).and_then(|socket| {
+        admin::call(&socket, &request, Duration::from_secs(wait)).map_err(|e| e.to_string())
+    });
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("certgate disconnect: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let empty = Vec::new();
+    let reports = answer
+        .get("reports")
+        .and_then(|r| r.as_array())
+        .unwrap_or(&empty);
+    if reports.is_empty() {
+        eprintln!("certgate disconnect: no live session matches");
+        return ExitCode::FAILURE;
+    }
+    let mut all_done = true;
+    for r in reports {
+        let text = |k: &str| r.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
+        let result = text("result");
+        let mut line = format!(
+            "{result:<8} nas={} session={} user={} station={} via={}",
+            text("nas"),
+            text("session_id"),
+            text("user"),
+            text("calling_station"),
+            text("route")
+        );
+        if let Some(cause) = r.get("error_cause").and_then(|c| c.as_u64()) {
+            line.push_str(&format!(" Error-Cause={cause} ({})", text("detail")));
+        } else if result == "failed" {
+            line.push_str(&format!(" ({})", text("detail")));
+        }
+        all_done &= result == "ack" || result == "dry_run";
+        println!("{line}");
+    }
+    if all_done {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }
 
 #[derive(Subcommand)]
@@ -226,6 +436,17 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve { config } => serve(&config, &[]),
+        Command::Sessions {
+            config,
+            select,
+            limit,
+            json,
+        } => sessions(&config, select, limit, json),
+        Command::Disconnect {
+            config,
+            select,
+            wait,
+        } => disconnect(&config, select, wait),
     }
 }
 

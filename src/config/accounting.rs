@@ -97,7 +97,7 @@ pub(super) fn validate(
 /// The id of a group given by name (looked up in `/etc/group`'s text) or
 /// as a number. Read by hand: std has no group database, and a crate for
 /// one line of a colon-separated file would be more than the job.
-fn group_id(etc_group: &str, group: &str) -> Option<u32> {
+pub(super) fn group_id(etc_group: &str, group: &str) -> Option<u32> {
     if let Ok(gid) = group.parse() {
         return Some(gid);
     }

@@ -15,16 +15,19 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::proto::das::{DasPeer, DasSettings};
 use crate::proto::dictionary::Dictionary;
 use crate::proto::wire::crypto::Secret;
 use crate::server::http::{BearerToken, HttpSettings};
 
 mod accounting;
 mod authz;
+mod das;
 mod eap;
 mod radsec;
 
 pub use accounting::AccountingConfig;
+pub use das::AdminConfig;
 pub use eap::{EapConfig, load_crls};
 pub use radsec::RadsecConfig;
 
@@ -62,6 +65,10 @@ struct RawConfig {
     accounting: accounting::RawAccounting,
     #[serde(default)]
     radsec: radsec::RawRadsec,
+    #[serde(default)]
+    das: das::RawDas,
+    #[serde(default)]
+    admin: das::RawAdmin,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +155,7 @@ struct RawClient {
     require_message_authenticator: bool,
     #[serde(default = "yes")]
     limit_proxy_state: bool,
+    das: Option<das::RawClientDas>,
 }
 
 fn yes() -> bool {
@@ -173,6 +181,9 @@ pub struct Config {
     pub accounting: Option<AccountingConfig>,
     /// RADIUS over TLS; None when `server.radsec_listen` is empty.
     pub radsec: Option<Arc<RadsecConfig>>,
+    /// Dynamic authorization; None when `das.enabled` is false.
+    pub das: Option<DasSettings>,
+    pub admin: AdminConfig,
     /// Valid but weaker than it looks ("key: what"): logged at every start
     /// and reload, printed by check-config.
     pub warnings: Vec<String>,
@@ -219,6 +230,8 @@ pub struct ClientConfig {
     pub secret: Secret,
     pub require_message_authenticator: bool,
     pub limit_proxy_state: bool,
+    /// How it takes Disconnect and CoA requests.
+    pub das: DasPeer,
 }
 
 /// A client that sends RADIUS over UDP from `network`.
@@ -656,6 +669,7 @@ impl Config {
                         secret: Secret::new(secret.as_bytes()),
                         require_message_authenticator: c.require_message_authenticator,
                         limit_proxy_state: c.limit_proxy_state,
+                        das: das::peer(&mut p, base, &key("das"), c.das.as_ref()),
                     },
                 });
             }
@@ -671,6 +685,8 @@ impl Config {
         );
 
         let accounting = accounting::validate(&mut p, base, &raw.accounting);
+        let das_settings = das::validate(&mut p, &raw.das);
+        let admin = das::admin(&mut p, base, &raw.admin);
         let radsec = radsec::validate(
             &mut p,
             base,
@@ -709,6 +725,8 @@ impl Config {
                 eap: eap.map(Arc::new),
                 accounting,
                 radsec: radsec.map(Arc::new),
+                das: das_settings,
+                admin,
                 warnings: p.warnings,
             }),
             _ => Err(ConfigError::Invalid {

@@ -73,6 +73,7 @@ pub(super) struct RawRadsecClient {
     require_message_authenticator: bool,
     #[serde(default = "super::yes")]
     limit_proxy_state: bool,
+    das: Option<super::das::RawClientDas>,
 }
 
 /// RADIUS over TLS as configured: present only when
@@ -224,6 +225,7 @@ pub(super) fn validate(
                     secret: Secret::new(secret.as_bytes()),
                     require_message_authenticator: c.require_message_authenticator,
                     limit_proxy_state: c.limit_proxy_state,
+                    das: super::das::peer(p, base, &key("das"), c.das.as_ref()),
                 },
                 names: c.names.clone(),
                 network,

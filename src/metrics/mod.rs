@@ -7,11 +7,13 @@
 
 mod accounting;
 mod authz;
+pub mod das;
 mod eap;
 pub mod radsec;
 
 pub use accounting::AccountingMetrics;
 pub use authz::AuthzMetrics;
+pub use das::DasMetrics;
 pub use eap::EapMetrics;
 pub use radsec::RadsecMetrics;
 
@@ -57,6 +59,7 @@ pub struct Metrics {
     pub authz: AuthzMetrics,
     pub accounting: Arc<AccountingMetrics>,
     pub radsec: RadsecMetrics,
+    pub das: DasMetrics,
 }
 
 impl Metrics {
@@ -155,6 +158,7 @@ impl Metrics {
         let authz = AuthzMetrics::register(&registry)?;
         let accounting = Arc::new(AccountingMetrics::register(&registry)?);
         let radsec = RadsecMetrics::register(&registry)?;
+        let das = DasMetrics::register(&registry)?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -176,6 +180,7 @@ impl Metrics {
             authz,
             accounting,
             radsec,
+            das,
         }))
     }
 

@@ -10,9 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::CryptoRng;
+use rand::{CryptoRng, RngExt};
 
-use super::admission::DropReason;
+use super::accounting::auth::{Authentication, TOKEN_PREFIX};
+use super::admission::{DropReason, Listener};
 use super::authz::{Decision, DirectoryError, Lookup, Subject};
 use super::clock::Now;
 use super::eap::conversation::Granted;
@@ -30,6 +31,67 @@ use super::wire::attr::{
     CALLED_STATION_ID, CALLING_STATION_ID, CLASS, EAP_KEY_NAME, FRAMED_MTU, NAS_IDENTIFIER, STATE,
 };
 use super::wire::packet::value_u32;
+
+/// What the engine records about an Accept: who, with which certificate
+/// (and the CAs it came with), where, granted what, and a fresh token.
+#[allow(clippy::too_many_arguments)]
+fn authentication(
+    now: Now,
+    origin: &Origin,
+    out: &CheckedOut,
+    subject: &Subject,
+    rule: String,
+    groups: Vec<String>,
+    attributes: &[(u8, Vec<u8>)],
+    rng: &mut dyn CryptoRng,
+) -> Authentication {
+    let conv = out.conversation.as_ref();
+    let chain = conv
+        .and_then(|c| c.established.as_deref())
+        .map(|est| {
+            est.peer_chain
+                .iter()
+                .skip(1)
+                .filter_map(|der| {
+                    let cert = crate::proto::tls::identity::parse(der).ok()?;
+                    Some((
+                        cert.issuer().to_string(),
+                        crate::proto::hex::encode(cert.raw_serial()),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Authentication {
+        token: crate::proto::hex::encode(&rng.random::<u64>().to_be_bytes()),
+        identity: subject.identity.clone(),
+        outer_identity: subject.outer_identity.clone(),
+        at: now.unix_secs(),
+        nas: origin.client.name.clone(),
+        source: origin.source.ip().to_canonical().to_string(),
+        radsec: origin.listener == Listener::Radsec,
+        nas_identifier: conv.and_then(|c| c.origin.nas_identifier.clone()),
+        calling_station: subject.calling_station.clone(),
+        called_station: subject.called_station.clone(),
+        certificate: (*subject.certificate).clone(),
+        chain,
+        groups,
+        rule,
+        reply: reply_digest(attributes),
+    }
+}
+
+/// A digest of reply attributes (before the token is added): equal
+/// results give equal digests, in any process.
+pub(super) fn reply_digest(attributes: &[(u8, Vec<u8>)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (kind, value) in attributes {
+        h.update([*kind, value.len() as u8]);
+        h.update(value);
+    }
+    crate::proto::hex::encode(&h.finalize()[..8])
+}
 
 fn text(value: Option<&[u8]>) -> Option<&str> {
     value.and_then(|v| std::str::from_utf8(v).ok())
@@ -162,14 +224,29 @@ impl Engine {
             .with_label_values(&[backend])
             .observe(waited.as_secs_f64());
         let result = match authz.decide(subject, answer) {
-            Decision::Accept { groups, attributes } => {
+            Decision::Accept {
+                rule,
+                groups,
+                mut attributes,
+            } => {
                 m.authz_decisions
                     .with_label_values(&[backend, "accept"])
                     .inc();
                 tracing::debug!(identity = %subject.identity, groups = ?groups, "authorized");
+                // Sessions are tied to their Accept when something uses it:
+                // accounting sessions or dynamic authorization.
+                let auth = (self.ledger.is_some() || runtime.config.das.is_some()).then(|| {
+                    let auth =
+                        authentication(now, &origin, &out, subject, rule, groups, &attributes, rng);
+                    // After the configured Class values: a NAS that echoes
+                    // only the first still echoes the operator's.
+                    attributes.push((CLASS, format!("{TOKEN_PREFIX}{}", auth.token).into_bytes()));
+                    Box::new(auth)
+                });
                 Ok(Granted {
                     identity: subject.identity.clone(),
                     attributes,
+                    auth,
                 })
             }
             Decision::Reject { reason, detail } => {
@@ -212,9 +289,14 @@ impl Engine {
         rng: &mut dyn CryptoRng,
     ) -> Action {
         self.observe(&origin, &reply);
-        if let (Reply::Accept { granted, .. }, Some(ledger)) = (&reply, &self.ledger) {
-            for (_, class) in granted.attributes.iter().filter(|(k, _)| *k == CLASS) {
-                ledger.issued_class(class);
+        if let Reply::Accept { granted, .. } = &reply {
+            if let Some(ledger) = &self.ledger {
+                for (_, class) in granted.attributes.iter().filter(|(k, _)| *k == CLASS) {
+                    ledger.issued_class(class);
+                }
+            }
+            if let Some(auth) = &granted.auth {
+                self.remember_authentication((**auth).clone());
             }
         }
         self.metrics.eap.active.set(self.conversations.len() as i64);

@@ -69,6 +69,7 @@ mod tests {
                 secret: Secret::new(b"s"),
                 require_message_authenticator: true,
                 limit_proxy_state: true,
+                das: Default::default(),
             },
         }
     }

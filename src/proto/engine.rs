@@ -27,6 +27,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use rand::CryptoRng;
 
+use super::accounting::auth::Authentications;
 use super::accounting::ledger::{Ledger, LedgerSettings, Prepared};
 use super::accounting::record::Record;
 use super::accounting::sessions::Query;
@@ -160,6 +161,9 @@ pub struct Engine {
     clock: Arc<Clock>,
     pub(super) metrics: Arc<Metrics>,
     drop_log: DropLog,
+    /// Access-Accepts no accounting session has claimed yet.
+    authentications: Mutex<Authentications>,
+    das: Mutex<das::DasState>,
 }
 
 impl Engine {
@@ -219,8 +223,17 @@ impl Engine {
             server.duplicate_cache_lifetime,
             server.duplicate_cache_entries,
         );
+        // Unclaimed Accepts live as long as a silent session would, and are
+        // bounded like sessions.
+        let authentications = match &config.accounting {
+            Some(a) => Authentications::new(a.max_sessions, a.session_timeout.as_secs() as i64),
+            None => Authentications::new(100_000, 7200),
+        };
+        let das = das::DasState::new(config.das.as_ref());
         let runtime = Runtime::new(config, &sessions, &metrics)?;
         Ok(Engine {
+            authentications: Mutex::new(authentications),
+            das: Mutex::new(das),
             runtime: ArcSwap::from_pointee(runtime),
             dedup,
             conversations: Arc::new(ConversationTable::new(limits)),
@@ -480,6 +493,9 @@ impl Engine {
     ) -> Action {
         self.clock.advance(now);
         let Some(parked) = self.parked.lock().remove(&ticket) else {
+            if self.reauthorized(now, ticket, &answer).is_some() {
+                return Action::Nothing;
+            }
             // Given up at its deadline (see `tick`); the answer is late.
             tracing::debug!(ticket, "an answer came after its request was given up");
             return Action::Nothing;
@@ -716,8 +732,10 @@ impl Engine {
         match ledger.prepare(
             packet,
             &origin.client.name,
+            origin.source.ip(),
             &runtime.config.dictionary,
             now.unix_ms,
+            &|r| self.claim(r),
         ) {
             Ok((prepared, line)) => {
                 let ticket = self.park(Parked {
@@ -751,6 +769,7 @@ impl Engine {
         };
         ledger.stored(prepared);
         let r = &prepared.record;
+        self.claimed(r.auth.as_deref());
         tracing::debug!(
             client = %origin.client.name,
             status = r.status.map_or("none", |s| s.label()),
@@ -805,5 +824,8 @@ pub fn code_label(code: u8) -> &'static str {
     }
 }
 
+mod das;
 #[cfg(test)]
 mod tests;
+
+pub use das::{DasError, DasOutput, Report};

@@ -3,7 +3,8 @@
 //! admission and duplicate detection (`admission`, `clients`, `dedup`),
 //! Status-Server and plain answers (`status`), EAP and EAP-TLS (`eap`),
 //! certificate checks and identities (`tls`), authorization decisions
-//! (`authz`), and accounting records and sessions (`accounting`).
+//! (`authz`), accounting records and sessions (`accounting`), and
+//! dynamic authorization requests to the NAS (`das`).
 //!
 //! Sans-I/O: bytes, the current time and a random source come in as
 //! arguments, decisions go out. Nothing here reads a clock, a file, a
@@ -16,6 +17,7 @@ pub mod admission;
 pub mod authz;
 pub mod clients;
 pub mod clock;
+pub mod das;
 pub mod dedup;
 pub mod dictionary;
 pub mod droplog;

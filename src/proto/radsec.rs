@@ -74,7 +74,15 @@ impl RadsecClients {
     /// Whether a client of this name is configured (a reload closes the
     /// connections of clients that are gone).
     pub fn has(&self, name: &str) -> bool {
-        self.entries.iter().any(|(_, _, c)| c.name == name)
+        self.named(name).is_some()
+    }
+
+    /// The client of this name.
+    pub fn named(&self, name: &str) -> Option<&Arc<ClientConfig>> {
+        self.entries
+            .iter()
+            .find(|(_, _, c)| c.name == name)
+            .map(|(_, _, c)| c)
     }
 }
 
@@ -112,6 +120,7 @@ mod tests {
                 secret: Secret::new(b"radsec"),
                 require_message_authenticator: true,
                 limit_proxy_state: true,
+                das: Default::default(),
             },
             names: names.iter().map(|n| n.to_string()).collect(),
             network: network.map(|n| n.parse().expect("network")),

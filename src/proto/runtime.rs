@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::authz::decide::Authorization;
 use super::clients::ClientTable;
 use super::radsec::RadsecClients;
+use super::tls::revoked::Revoked;
 use super::tls::{SessionStore, TlsContext, TlsError};
 use crate::config::{Config, EapConfig, RadsecConfig};
 use crate::metrics::Metrics;
@@ -44,6 +45,8 @@ pub struct EapRuntime {
     pub config: Arc<EapConfig>,
     pub tls: TlsContext,
     pub authz: Authorization,
+    /// What the CRLs revoke, to find live sessions they now cover.
+    pub revoked: Revoked,
 }
 
 impl Runtime {
@@ -59,6 +62,7 @@ impl Runtime {
             Some(eap) => Some(EapRuntime {
                 tls: TlsContext::build(&eap.material, &eap.tls_policy, &sessions.eap)?,
                 authz: Authorization::new(eap.authz.decision.clone(), metrics.authz.clone()),
+                revoked: Revoked::from_crls(&eap.material.crls),
                 config: eap.clone(),
             }),
             None => None,

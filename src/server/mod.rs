@@ -14,6 +14,8 @@
 //! Decides nothing: every protocol decision is the engine's.
 
 mod accept;
+pub mod admin;
+pub mod das;
 pub mod directory;
 pub mod http;
 pub mod journal;
@@ -56,6 +58,8 @@ pub enum ServerError {
     Signal(#[source] std::io::Error),
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
 }
 
 /// What every task shares: the engine and what it asks for.
@@ -71,6 +75,8 @@ pub struct Shell {
     pub in_flight: Arc<Semaphore>,
     /// The open RadSec connections.
     pub radsec: Arc<radsec::Connections>,
+    /// Dynamic authorization's task and its waiting commands.
+    pub das: Arc<das::Das>,
 }
 
 impl Shell {
@@ -167,6 +173,19 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         tracing::info!(listener = "radsec", address = %local, "listening");
         radsec_listeners.push(listener);
     }
+    let admin_listener = match &config.admin.socket {
+        Some(path) => {
+            let l = admin::bind(&config.admin, path)?;
+            tracing::info!(listener = "admin", path = %path.display(), "listening");
+            Some((l, path.clone()))
+        }
+        None => None,
+    };
+    let das_sockets = if config.das.is_some() {
+        das::bind()
+    } else {
+        Vec::new()
+    };
     let config = Arc::new(config);
     let engine = Arc::new(Engine::new(config.clone(), metrics.clone(), now())?);
     let journal = config.accounting.as_ref().map(|a| {
@@ -186,6 +205,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         metrics: metrics.clone(),
         in_flight: Arc::new(Semaphore::new(server.max_in_flight)),
         radsec: radsec::Connections::new(metrics.radsec.clone()),
+        das: Arc::new(das::Das::default()),
     });
 
     let metrics_task = match metrics_listen {
@@ -235,6 +255,11 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     for listener in radsec_listeners {
         let (shell, stop) = (shell.clone(), stop_rx.clone());
         tasks.spawn(radsec::run(listener, shell, stop, server.shutdown_timeout));
+    }
+    // Its first poll also checks the replayed sessions against the CRLs.
+    tasks.spawn(das::run(shell.clone(), das_sockets, stop_rx.clone()));
+    if let Some((listener, path)) = admin_listener {
+        tasks.spawn(admin::serve(listener, path, shell.clone(), stop_rx.clone()));
     }
     let ticker = {
         let engine = engine.clone();

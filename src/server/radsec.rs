@@ -44,6 +44,9 @@ use crate::proto::{Action, Received};
 /// stays within a few TLS records).
 const WRITE_BATCH: usize = 16;
 
+/// Requests to a NAS waiting to be written on its connection.
+const OUTBOUND_QUEUE: usize = 256;
+
 /// How long a closing connection waits for its TLS close_notify to leave.
 const CLOSE_NOTIFY_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -74,10 +77,15 @@ pub struct Connections {
 #[derive(Default)]
 struct Registry {
     next_id: u64,
-    /// Connection id → its client's name and its close signal.
-    by_id: HashMap<u64, (Arc<str>, Arc<Notify>)>,
+    /// Connection id → its client's name, its close signal, and where
+    /// requests to its NAS (reverse CoA) are handed to it.
+    by_id: HashMap<u64, Entry>,
     per_client: HashMap<Arc<str>, usize>,
 }
+
+/// A registered connection: its client's name, its close signal, and its
+/// queue of requests to the NAS.
+type Entry = (Arc<str>, Arc<Notify>, mpsc::Sender<Arc<[u8]>>);
 
 /// A connection counted against `max_connections`, from accept to close.
 struct Slot(Arc<Connections>);
@@ -134,8 +142,13 @@ impl Connections {
             .map(|_| Slot(self.clone()))
     }
 
-    /// Registers a connection of `client`, unless it has `max` open.
-    fn register(self: &Arc<Self>, client: &str, max: usize) -> Option<Registered> {
+    /// Registers a connection of `client`, unless it has `max` open; with
+    /// the receiver of the requests to write to its NAS.
+    fn register(
+        self: &Arc<Self>,
+        client: &str,
+        max: usize,
+    ) -> Option<(Registered, mpsc::Receiver<Arc<[u8]>>)> {
         let mut r = self.registry.lock();
         let client: Arc<str> = client.into();
         let n = r.per_client.entry(client.clone()).or_insert(0);
@@ -146,14 +159,29 @@ impl Connections {
         r.next_id += 1;
         let id = r.next_id;
         let close = Arc::new(Notify::new());
-        r.by_id.insert(id, (client.clone(), close.clone()));
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        r.by_id.insert(id, (client.clone(), close.clone(), tx));
         self.metrics.connections.with_label_values(&[&client]).inc();
-        Some(Registered {
-            id,
-            client,
-            close,
-            connections: self.clone(),
-        })
+        Some((
+            Registered {
+                id,
+                client,
+                close,
+                connections: self.clone(),
+            },
+            rx,
+        ))
+    }
+
+    /// Hands a request for the NAS to the newest connection of `client`;
+    /// false when it has none (or its queue is full).
+    pub fn send_to(&self, client: &str, bytes: Arc<[u8]>) -> bool {
+        let r = self.registry.lock();
+        r.by_id
+            .iter()
+            .filter(|(_, (c, _, _))| &**c == client)
+            .max_by_key(|(id, _)| **id)
+            .is_some_and(|(_, (_, _, tx))| tx.try_send(bytes).is_ok())
     }
 
     /// Asks every connection of a client `keep` refuses to close (after a
@@ -161,7 +189,7 @@ impl Connections {
     pub fn close_removed(&self, keep: impl Fn(&str) -> bool) -> usize {
         let r = self.registry.lock();
         let mut closed = 0;
-        for (client, close) in r.by_id.values() {
+        for (client, close, _) in r.by_id.values() {
             if !keep(client) {
                 close.notify_one();
                 closed += 1;
@@ -283,7 +311,8 @@ impl Connection {
             }
         };
         let per_client = self.settings.max_connections_per_client;
-        let Some(registered) = self.shell.radsec.register(&client.name, per_client) else {
+        let Some((registered, outbound)) = self.shell.radsec.register(&client.name, per_client)
+        else {
             refused("client_limit");
             tracing::warn!(peer = %self.peer, client = %client.name, max = per_client, "radsec connection refused: radsec.max_connections_per_client are open");
             close_notify(&mut tls).await;
@@ -291,7 +320,7 @@ impl Connection {
         };
         handshakes.with_label_values(&["ok", "ok"]).inc();
         tracing::info!(peer = %self.peer, client = %client.name, version, resumed, "radsec connection open");
-        let reason = self.serve(&mut tls, &client, &registered).await;
+        let reason = self.serve(&mut tls, &client, &registered, outbound).await;
         self.shell
             .metrics
             .radsec
@@ -310,6 +339,7 @@ impl Connection {
         tls: &mut TlsStream<TcpStream>,
         client: &Arc<ClientConfig>,
         registered: &Registered,
+        mut outbound: mpsc::Receiver<Arc<[u8]>>,
     ) -> &'static str {
         let max_in_flight = self.settings.max_in_flight;
         let idle_timeout = self.settings.idle_timeout;
@@ -350,6 +380,11 @@ impl Connection {
                 biased;
                 _ = self.stop.changed() => break 'conn "shutdown",
                 _ = registered.close.notified() => break 'conn "reload",
+                Some(request) = outbound.recv() => {
+                    if let Err(reason) = self.write_bytes(tls, &request).await {
+                        break 'conn reason;
+                    }
+                }
                 Some(reply) = rx.recv() => {
                     last_active = tokio::time::Instant::now();
                     // Every reply ready goes out in one TLS record and one
@@ -406,6 +441,14 @@ impl Connection {
     ) -> Result<(), &'static str> {
         let received = now();
         let engine = &self.shell.engine;
+        // A NAS's answer to a Disconnect or CoA request sent down this
+        // connection (reverse CoA) is not a request.
+        if crate::proto::das::message::peek(packet).is_some() {
+            let route = crate::proto::das::sender::Route::Radsec(client.name.clone());
+            engine.das_received(received, &route, packet);
+            self.shell.das.wake();
+            return Ok(());
+        }
         match engine.receive_stream(received, client, self.peer, packet) {
             Received::Act(Action::Send { bytes, code, .. }) => {
                 let reply = Reply {
@@ -440,6 +483,26 @@ impl Connection {
                 });
                 Ok(())
             }
+        }
+    }
+
+    /// Writes a request to the NAS, bounded like replies.
+    async fn write_bytes(
+        &self,
+        tls: &mut TlsStream<TcpStream>,
+        bytes: &[u8],
+    ) -> Result<(), &'static str> {
+        let write = async {
+            tls.write_all(bytes).await?;
+            tls.flush().await
+        };
+        match tokio::time::timeout(self.settings.idle_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "radsec write failed");
+                Err("error")
+            }
+            Err(_) => Err("stalled"),
         }
     }
 

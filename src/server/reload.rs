@@ -91,6 +91,7 @@ pub fn reload(shell: &Shell) {
             let closed = shell
                 .radsec
                 .close_removed(|name| shell.engine.radsec_has_client(name));
+            revocations(shell);
             tracing::info!(
                 clients = runtime.config.clients.len(),
                 radsec_clients = runtime
@@ -108,6 +109,18 @@ pub fn reload(shell: &Shell) {
             tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
         }
     }
+}
+
+/// New CRLs are in place: live sessions they revoke are disconnected.
+fn revocations(shell: &Shell) {
+    let n = shell.engine.check_revocations(super::time::now());
+    if n > 0 {
+        tracing::info!(
+            sessions = n,
+            "live sessions with a revoked certificate: disconnecting"
+        );
+    }
+    shell.das.wake();
 }
 
 /// Re-reads the CRL files of EAP-TLS and RadSec; when they changed,
@@ -155,6 +168,7 @@ pub fn refresh_crls(shell: &Shell) {
         Ok(Some(_)) => {
             m.crl_reloads.with_label_values(&["ok"]).inc();
             tracing::info!(crls = count, "CRLs reloaded");
+            revocations(shell);
         }
         Ok(None) => m.crl_reloads.with_label_values(&["unchanged"]).inc(),
         Err(e) => {

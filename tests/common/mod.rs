@@ -17,6 +17,7 @@ use serde_json::Value;
 #[macro_use]
 pub mod peers;
 pub mod freeradius;
+pub mod hostapd;
 pub mod lab;
 pub mod latency;
 pub mod load;

@@ -14,6 +14,10 @@ const PEERS: &[(&str, &str)] = &[
     ("promtool", "prometheus"),
     ("radsecproxy", "radsecproxy"),
     ("freeradius", "freeradius"),
+    ("hostapd", "hostapd"),
+    ("hostapd_cli", "hostapd"),
+    ("wpa_supplicant", "wpasupplicant"),
+    ("wpa_cli", "wpasupplicant"),
 ];
 
 fn installed(program: &str) -> bool {

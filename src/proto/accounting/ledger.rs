@@ -8,14 +8,17 @@
 //! shell says it is on disk.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::auth::Authentication;
 use super::record::{self, Record, Status};
-use super::sessions::{Change, Query, Sessions, cursor};
+use super::sessions::{Change, Query, Session, Sessions, cursor};
 use crate::metrics::AccountingMetrics;
+use crate::proto::das::target::Target;
 use crate::proto::dictionary::Dictionary;
 use crate::proto::wire::Packet;
 
@@ -79,17 +82,36 @@ impl Ledger {
     }
 
     /// Decodes one verified Accounting-Request received at `unix_ms` from
-    /// client `client`, and flags it when it repeats a record stored within
-    /// the duplicate window but for its Acct-Delay-Time. Returns it with
-    /// its journal line (JSON, no newline).
+    /// client `client` at `source`, and flags it when it repeats a record
+    /// stored within the duplicate window but for its Acct-Delay-Time. Its
+    /// session's authentication goes with it: the one the session already
+    /// carries, else the one `claim` finds (by the record's token, or by
+    /// NAS, station and user). Returns it with its journal line (JSON, no
+    /// newline).
     pub fn prepare(
         &self,
         packet: &Packet<'_>,
         client: &str,
+        source: IpAddr,
         dict: &Dictionary,
         unix_ms: i64,
+        claim: &dyn Fn(&Record) -> Option<Authentication>,
     ) -> Result<(Prepared, Vec<u8>), String> {
         let mut record = Record::decode(packet, client, dict, unix_ms);
+        record.source = Some(source.to_canonical().to_string());
+        if let Some(id) = &record.session_id
+            && matches!(
+                record.status,
+                Some(Status::Start | Status::InterimUpdate | Status::Stop)
+            )
+        {
+            let current = self.sessions.lock().auth_of(client, id).cloned();
+            record.auth = match (current, &record.token) {
+                (Some(a), Some(t)) if a.token == *t => Some(a),
+                (current, _) => claim(&record).or(current),
+            }
+            .map(Box::new);
+        }
         let fingerprint = record::content_fingerprint(packet, client);
         let window = self.settings.duplicate_window.as_secs() as i64;
         record.probable_duplicate = self
@@ -210,6 +232,41 @@ impl Ledger {
         if issued.len() < MAX_GROUP_LABELS && !issued.contains(name) {
             issued.insert(name.to_string());
         }
+    }
+
+    /// Every live session `pick` wants, as dynamic authorization targets.
+    pub fn targets(&self, pick: impl FnMut(&Session) -> bool) -> Vec<Target> {
+        self.sessions.lock().targets(pick)
+    }
+
+    /// Up to `limit` live sessions `pick` wants (copies), and how many are
+    /// live in all.
+    pub fn sessions_matching(
+        &self,
+        mut pick: impl FnMut(&Session) -> bool,
+        limit: usize,
+    ) -> (Vec<Session>, usize) {
+        let sessions = self.sessions.lock();
+        let total = sessions.len();
+        (sessions.matching(|s| pick(s), limit), total)
+    }
+
+    /// Notes what became of a request for a session.
+    pub fn mark(&self, client: &str, session_id: &str, state: String) {
+        self.sessions.lock().mark(client, session_id, state);
+    }
+
+    /// Sessions due for a directory re-check (see `Sessions::due_for_check`).
+    pub fn due_for_check(
+        &self,
+        now_unix: i64,
+        interval_secs: i64,
+        max: usize,
+        cursor: &mut Option<(String, String)>,
+    ) -> Vec<Target> {
+        self.sessions
+            .lock()
+            .due_for_check(now_unix, interval_secs, max, 10_000, cursor)
     }
 
     /// One page of live sessions as JSON: `sessions`, `next` (the cursor

@@ -15,6 +15,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::auth::{Authentication, token_of};
 use crate::proto::dictionary::{DataType, Dictionary};
 use crate::proto::wire::Packet;
 use crate::proto::wire::attr::{
@@ -107,6 +108,16 @@ pub struct Record {
     pub terminate_cause: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delay_time: Option<u32>,
+    /// The address the request came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The server's token from a `certgate:…` Class, when the NAS echoed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The authentication the session began with, when known: written with
+    /// every record of the session so the journal alone rebuilds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Box<Authentication>>,
     /// A resend with a new Acct-Delay-Time of a request already recorded.
     #[serde(default)]
     pub probable_duplicate: bool,
@@ -350,8 +361,15 @@ impl Record {
                 .attribute(FRAMED_IP_ADDRESS)
                 .filter(|v| v.len() == 4)
                 .map(|v| Ipv4Addr::new(v[0], v[1], v[2], v[3]).to_string()),
+            source: None,
+            token: packet
+                .attributes_of(CLASS)
+                .find_map(token_of)
+                .map(str::to_string),
+            auth: None,
             class: packet
-                .attribute(CLASS)
+                .attributes_of(CLASS)
+                .find(|v| token_of(v).is_none())
                 .map(|v| match std::str::from_utf8(v) {
                     Ok(s) if s.chars().all(|c| !c.is_control()) => s.to_string(),
                     _ => hex(v),

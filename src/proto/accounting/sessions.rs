@@ -11,7 +11,9 @@ use std::ops::Bound;
 
 use serde::Serialize;
 
+use super::auth::Authentication;
 use super::record::{Record, Status};
+use crate::proto::das::target::Target;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Session {
@@ -19,6 +21,8 @@ pub struct Session {
     pub session_id: String,
     pub user: Option<String>,
     pub nas_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nas_identifier: Option<String>,
     pub calling_station: Option<String>,
     pub called_station: Option<String>,
     pub framed_ip: Option<String>,
@@ -32,6 +36,41 @@ pub struct Session {
     pub output_octets: u64,
     pub input_packets: u64,
     pub output_packets: u64,
+    /// Where its accounting comes from (the NAS, or its RadSec peer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The Access-Accept it began with, when the server knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Box<Authentication>>,
+    /// The last dynamic authorization request for it and how it ended
+    /// (`pending`, `ack`, `nak 503`, `timeout`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disconnect: Option<String>,
+    /// Unix seconds of its last directory re-check (or its Accept).
+    #[serde(skip)]
+    pub checked: i64,
+}
+
+impl Session {
+    /// The session as a dynamic authorization request names it.
+    pub fn target(&self) -> Target {
+        Target {
+            nas: self.client.clone(),
+            source: self
+                .source
+                .as_deref()
+                .or(self.auth.as_ref().map(|a| a.source.as_str()))
+                .and_then(|s| s.parse().ok()),
+            session_id: Some(self.session_id.clone()),
+            user: self.user.clone(),
+            calling_station: self.calling_station.clone(),
+            nas_identifier: self.nas_identifier.clone(),
+            nas_ip: self.nas_ip.clone(),
+            framed_ip: self.framed_ip.clone(),
+            group: self.group.clone(),
+            auth: self.auth.clone(),
+        }
+    }
 }
 
 /// Counter increases a record brought (never negative: a NAS that resets
@@ -210,6 +249,7 @@ impl Sessions {
                     session_id: key.1.clone(),
                     user: None,
                     nas_ip: None,
+                    nas_identifier: None,
                     calling_station: None,
                     called_station: None,
                     framed_ip: None,
@@ -222,6 +262,10 @@ impl Sessions {
                     output_octets: 0,
                     input_packets: 0,
                     output_packets: 0,
+                    source: None,
+                    auth: None,
+                    disconnect: None,
+                    checked: r.unix,
                 });
                 s.updated = r.unix;
                 let keep = |slot: &mut Option<String>, v: &Option<String>| {
@@ -231,6 +275,14 @@ impl Sessions {
                 };
                 keep(&mut s.user, &r.user);
                 keep(&mut s.nas_ip, &r.nas_ip);
+                keep(&mut s.nas_identifier, &r.nas_identifier);
+                keep(&mut s.source, &r.source);
+                if let Some(auth) = &r.auth
+                    && s.auth.as_ref().is_none_or(|a| a.token != auth.token)
+                {
+                    s.checked = s.checked.max(auth.at);
+                    s.auth = Some(auth.clone());
+                }
                 keep(&mut s.calling_station, &r.calling_station);
                 keep(&mut s.called_station, &r.called_station);
                 keep(&mut s.framed_ip, &r.framed_ip);
@@ -321,6 +373,81 @@ impl Sessions {
         }
     }
 
+    /// The authentication a session of `client` with this id carries.
+    pub fn auth_of(&self, client: &str, session_id: &str) -> Option<&Authentication> {
+        self.map
+            .get(&(client.to_string(), session_id.to_string()))
+            .and_then(|s| s.auth.as_deref())
+    }
+
+    /// Every session `pick` wants, as targets.
+    pub fn targets(&self, mut pick: impl FnMut(&Session) -> bool) -> Vec<Target> {
+        self.map
+            .values()
+            .filter(|s| pick(s))
+            .map(Session::target)
+            .collect()
+    }
+
+    /// Up to `limit` sessions `pick` wants, in key order (copies).
+    pub fn matching(&self, mut pick: impl FnMut(&Session) -> bool, limit: usize) -> Vec<Session> {
+        self.map
+            .values()
+            .filter(|s| pick(s))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Notes what became of a request for a session (if it is still live).
+    pub fn mark(&mut self, client: &str, session_id: &str, state: String) {
+        if let Some(s) = self
+            .map
+            .get_mut(&(client.to_string(), session_id.to_string()))
+        {
+            s.disconnect = Some(state);
+        }
+    }
+
+    /// Up to `max` sessions with an authentication last checked
+    /// `interval_secs` ago or longer, marked checked now. Examines at most
+    /// `scan` sessions, going on from `cursor` (updated), so a table of a
+    /// million costs a bounded slice of work per call.
+    pub fn due_for_check(
+        &mut self,
+        now_unix: i64,
+        interval_secs: i64,
+        max: usize,
+        scan: usize,
+        cursor: &mut Option<(String, String)>,
+    ) -> Vec<Target> {
+        let start = match cursor.take() {
+            Some(c) => Bound::Excluded(c),
+            None => Bound::Unbounded,
+        };
+        let mut due = Vec::new();
+        let mut last = None;
+        let mut seen = 0;
+        for (key, s) in self.map.range_mut((start, Bound::Unbounded)) {
+            seen += 1;
+            last = Some(key.clone());
+            if s.auth.is_some() && now_unix - s.checked >= interval_secs {
+                s.checked = now_unix;
+                due.push(s.target());
+            }
+            if due.len() >= max || seen >= scan {
+                break;
+            }
+        }
+        // At the end of the table the next call starts again from the top.
+        *cursor = if seen >= scan || due.len() >= max {
+            last
+        } else {
+            None
+        };
+        due
+    }
+
     /// Active sessions by NAS client and by group (small maps: one entry
     /// per configured client and group with live sessions).
     pub fn counts(&self) -> (&HashMap<String, i64>, &HashMap<String, i64>) {
@@ -361,6 +488,9 @@ mod tests {
             output_packets: None,
             terminate_cause: None,
             delay_time: None,
+            source: None,
+            token: None,
+            auth: None,
             probable_duplicate: false,
             attributes: Default::default(),
         }

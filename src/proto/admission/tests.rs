@@ -16,6 +16,7 @@ fn client(require_ma: bool) -> crate::config::UdpClient {
             secret: Secret::new(SECRET),
             require_message_authenticator: require_ma,
             limit_proxy_state: true,
+            das: Default::default(),
         },
     }
 }

@@ -45,6 +45,8 @@ pub struct Subject {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Accept {
+        /// The rule that accepted (a configured name, or the default's).
+        rule: String,
         groups: Vec<String>,
         /// (type, value) pairs, vendor attributes as type 26.
         attributes: Vec<(u8, Vec<u8>)>,

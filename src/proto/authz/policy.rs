@@ -201,13 +201,13 @@ impl Policy {
                         group: group.map(|g| g.name.as_str()).unwrap_or_default(),
                         attributes: Some(&entry.attributes),
                     };
-                    accept(attrs, &vars, &names)
+                    accept(&rule.name, attrs, &vars, &names)
                 }
             };
             return (&rule.name, decision);
         }
         let decision = if self.default_accept {
-            accept(&[], &Vars::default(), &names)
+            accept(DEFAULT_RULE, &[], &Vars::default(), &names)
         } else {
             Decision::Reject {
                 reason: "no_matching_rule",
@@ -226,7 +226,7 @@ impl Policy {
     }
 }
 
-fn accept(attrs: &[ReplyAttribute], vars: &Vars<'_>, groups: &[&str]) -> Decision {
+fn accept(rule: &str, attrs: &[ReplyAttribute], vars: &Vars<'_>, groups: &[&str]) -> Decision {
     let mut attributes = Vec::with_capacity(attrs.len());
     for a in attrs {
         match a.encode(vars) {
@@ -240,6 +240,7 @@ fn accept(attrs: &[ReplyAttribute], vars: &Vars<'_>, groups: &[&str]) -> Decisio
         }
     }
     Decision::Accept {
+        rule: rule.to_string(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
         attributes,
     }
@@ -452,6 +453,7 @@ mod tests {
         assert_eq!(
             d,
             Decision::Accept {
+                rule: "staff".into(),
                 groups: vec!["contractors".into()],
                 attributes: vec![(11, b"contractors".to_vec())]
             }

@@ -34,6 +34,9 @@ pub struct Granted {
     pub identity: String,
     /// Encoded reply attributes: (type, value), vendor ones as type 26.
     pub attributes: Vec<(u8, Vec<u8>)>,
+    /// What the engine records about the Accept (when it tracks sessions):
+    /// its Class token is among `attributes`.
+    pub auth: Option<Box<crate::proto::accounting::auth::Authentication>>,
 }
 
 /// Who a conversation belongs to: the NAS client entry that started it

@@ -67,8 +67,10 @@ impl IdentitySource {
     }
 }
 
-/// The fields of a client certificate that policy and logs use.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The fields of a client certificate that policy and logs use (and the
+/// session records keep: `accounting::auth`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CertIdentity {
     pub subject: String,
     /// Every subject CN, in order (normally one).

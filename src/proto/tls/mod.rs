@@ -7,6 +7,7 @@
 
 pub mod chain_cache;
 pub mod identity;
+pub mod revoked;
 pub mod session_store;
 mod verifier;
 
