@@ -598,3 +598,68 @@ fn nas_crls_are_refreshed_without_a_reload() {
     established.send(&status_server(1, RADSEC_SECRET));
     assert_status_answer(established.packet(), 1);
 }
+
+/// Reverse CoA (draft-ietf-radext-reverse-coa): a NAS that reaches
+/// certgate over RadSec (as one behind NAT would) gets its Disconnect-
+/// Request down its own connection, signed with the RadSec secret, and its
+/// ACK comes back up it; with no connection open the request fails at
+/// once instead of waiting.
+#[test]
+fn disconnect_requests_go_down_the_nas_own_radsec_connection() {
+    let lab = RadsecLab::new();
+    let d = lab.lab.dir.path();
+    let extra = format!(
+        "{APS}\n[accounting]\njournal_dir = {:?}\n[das]\nenabled = true\ntimeout = \"500ms\"\n[admin]\nsocket = {:?}\n",
+        d.join("journal").display().to_string(),
+        d.join("admin.sock").display().to_string(),
+    );
+    let s = lab.start("", &extra);
+    let cfg = s.config_path();
+    let mut nas = RawNas::connect(&lab, s.radsec.expect("radsec"), AP1);
+    let secret = Secret::new(RADSEC_SECRET);
+    let mut b = PacketBuilder::new(Code::AccountingRequest, 3, false);
+    b.push_u32(40, 1).expect("status");
+    b.push(44, b"rs-1").expect("session");
+    b.push(1, b"dave@example.org").expect("user");
+    nas.send(&b.finish_accounting_request(&secret));
+    let ack = nas.packet().expect("accounting answered");
+    assert_eq!(ack[0], Code::AccountingResponse as u8);
+
+    let cli = {
+        let cfg = cfg.clone();
+        std::thread::spawn(move || certgate_with_env(&["disconnect", "--nas", "aps"], &cfg, LISTEN))
+    };
+    let Some(request) = nas.packet() else {
+        panic!("no Disconnect-Request on the connection: {:?}", cli.join());
+    };
+    let p = Packet::decode(&request).expect("request");
+    assert_eq!(p.code(), Code::DisconnectRequest);
+    assert!(certgate::proto::wire::crypto::verify_message_authenticator(
+        &p, &secret
+    ));
+    assert_eq!(p.attribute(44), Some(b"rs-1".as_slice()));
+    let mut sent = [0; 16];
+    sent.copy_from_slice(&request[4..20]);
+    nas.send(
+        &PacketBuilder::new(Code::DisconnectACK, request[1], true).finish_response(&sent, &secret),
+    );
+    let (code, out) = cli.join().expect("cli");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("ack") && out.contains("via=radsec:aps"),
+        "{out}"
+    );
+    s.wait_metric(
+        "certgate_das_sessions_disconnected_total{trigger=\"operator\"}",
+        1.0,
+    );
+
+    // The NAS hangs up: the next request has no way to it.
+    drop(nas);
+    poll::expect(WAIT, "the connection stayed registered", || {
+        (s.metric("certgate_radsec_connections{client=\"aps\"}") == 0.0).then_some(())
+    });
+    let (code, out) = certgate_with_env(&["disconnect", "--nas", "aps"], &cfg, LISTEN);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no RadSec connection from this NAS"), "{out}");
+}

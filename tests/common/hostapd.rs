@@ -7,7 +7,7 @@
 //! pair and namespace are removed, when the lab is dropped.
 
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -250,22 +250,4 @@ impl Drop for WiredPort {
             .status();
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
     }
-}
-
-/// The certgate command line, as an operator runs it.
-pub fn certgate(args: &[&str], config: &Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_certgate"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run certgate");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }

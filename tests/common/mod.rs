@@ -419,3 +419,27 @@ pub fn promtool_check(exposition: &str) {
 pub fn udp() -> UdpSocket {
     UdpSocket::bind("127.0.0.1:0").expect("bind test socket")
 }
+
+/// The certgate command line, as an operator runs it.
+pub fn certgate(args: &[&str], config: &Path) -> (i32, String) {
+    certgate_with_env(args, config, &[])
+}
+
+/// `certgate`, with the environment the server was given.
+pub fn certgate_with_env(args: &[&str], config: &Path, env: &[(&str, &str)]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_certgate"))
+        .envs(env.iter().copied())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run certgate");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

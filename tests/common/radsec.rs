@@ -27,6 +27,10 @@ pub const STRANGER: &str = "printer.elsewhere.example";
 /// The client entry every NAS certificate of the lab's fleet matches.
 pub const APS: &str = "[[radsec.clients]]\nname = \"aps\"\nnames = [\"*.nas.example.org\"]\n";
 
+/// The environment `RadsecLab::start` gives the server (a RadSec listener
+/// on an ephemeral port), for commands that read its configuration.
+pub const LISTEN: &[(&str, &str)] = &[("CERTGATE_SERVER__RADSEC_LISTEN", "127.0.0.1:0")];
+
 pub struct RadsecLab {
     pub lab: Lab,
     /// The NAS organisation CA.
@@ -66,10 +70,7 @@ impl RadsecLab {
 
     /// A certgate with RadSec on an ephemeral loopback port.
     pub fn start(&self, radsec_extra: &str, clients: &str) -> TestServer {
-        let s = TestServer::start_with_env(
-            &self.config(radsec_extra, clients),
-            &[("CERTGATE_SERVER__RADSEC_LISTEN", "127.0.0.1:0")],
-        );
+        let s = TestServer::start_with_env(&self.config(radsec_extra, clients), LISTEN);
         assert!(s.radsec.is_some(), "certgate logged no radsec listener");
         s
     }
