@@ -61,6 +61,30 @@ fn wait_session(config: &Path, user: &str) -> Value {
     )
 }
 
+/// certgate (CRLs re-read every second) and a hostapd port whose DAS it
+/// uses. hostapd needs certgate's ports and certgate hostapd's DAS port:
+/// certgate starts with a placeholder, then is pointed at hostapd's and
+/// reloaded.
+fn server_and_port(lab: &Lab) -> (TestServer, WiredPort) {
+    let text = |das_port: u16| {
+        config(
+            lab,
+            "crl_refresh = \"1s\"",
+            "",
+            &loopback_client(&format!(
+                "das = {{ port = {das_port}, secret = \"{DAS_SECRET}\" }}"
+            )),
+        )
+    };
+    let s = TestServer::start(&text(9));
+    let port = WiredPort::start(s.auth, s.acct, SECRET, DAS_SECRET);
+    std::fs::write(s.config_path(), config_text(&text(port.das_port))).expect("config");
+    s.signal("HUP");
+    s.wait_log(|v| v["message"] == "configuration reloaded", WAIT)
+        .expect("reloaded");
+    (s, port)
+}
+
 /// The acceptance test of issue 19 on real NAS software: the operator's
 /// command, then a revocation, each close the port within seconds; a
 /// fresh authentication of another user still works afterwards.
@@ -82,25 +106,7 @@ fn hostapd_ports_close_on_the_operators_command_and_on_revocation() {
         format!("{users}\n[users.\"bob@example.org\"]\ngroups = [\"staff\"]\n"),
     )
     .expect("users");
-    // The port's DAS port is known once hostapd's lab exists, and hostapd
-    // needs certgate's ports: bind certgate first with a placeholder DAS
-    // port, then point the client at hostapd's and reload.
-    let text = |das_port: u16| {
-        config(
-            &lab,
-            "crl_refresh = \"1s\"",
-            "",
-            &loopback_client(&format!(
-                "das = {{ port = {das_port}, secret = \"{DAS_SECRET}\" }}"
-            )),
-        )
-    };
-    let s = TestServer::start(&text(9));
-    let mut port = WiredPort::start(s.auth, s.acct, SECRET, DAS_SECRET);
-    std::fs::write(s.config_path(), config_text(&text(port.das_port))).expect("config");
-    s.signal("HUP");
-    s.wait_log(|v| v["message"] == "configuration reloaded", WAIT)
-        .expect("reloaded");
+    let (s, mut port) = server_and_port(&lab);
     let cfg = s.config_path();
 
     // (a) The operator's command.
@@ -525,22 +531,7 @@ fn revocation_to_disconnect_timing() {
         users.push_str(&format!("[users.\"{n}\"]\ngroups = [\"staff\"]\n"));
     }
     std::fs::write(lab.dir.path().join("users.toml"), users).expect("users");
-    let text = |das_port: u16| {
-        config(
-            &lab,
-            "crl_refresh = \"1s\"",
-            "",
-            &loopback_client(&format!(
-                "das = {{ port = {das_port}, secret = \"{DAS_SECRET}\" }}"
-            )),
-        )
-    };
-    let s = TestServer::start(&text(9));
-    let mut port = WiredPort::start(s.auth, s.acct, SECRET, DAS_SECRET);
-    std::fs::write(s.config_path(), config_text(&text(port.das_port))).expect("config");
-    s.signal("HUP");
-    s.wait_log(|v| v["message"] == "configuration reloaded", WAIT)
-        .expect("reloaded");
+    let (s, mut port) = server_and_port(&lab);
     let cfg = s.config_path();
     let mut revocation = Vec::new();
     let mut operator = Vec::new();

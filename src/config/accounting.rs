@@ -65,22 +65,7 @@ pub(super) fn validate(
     if raw.max_sessions == 0 {
         p.add("accounting.max_sessions", "must be at least 1");
     }
-    let group = if raw.file_group.is_empty() {
-        None
-    } else {
-        let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-        let gid = group_id(&groups, &raw.file_group);
-        if gid.is_none() {
-            p.add(
-                "accounting.file_group",
-                format!(
-                    "{:?} is neither a group in /etc/group nor a number",
-                    raw.file_group
-                ),
-            );
-        }
-        gid
-    };
+    let group = file_group(p, "accounting.file_group", &raw.file_group);
     Some(AccountingConfig {
         journal: JournalConfig {
             dir: resolve(base, &raw.journal_dir),
@@ -94,10 +79,27 @@ pub(super) fn validate(
     })
 }
 
+/// A `key` naming a group by name or number: its id, None when empty; a
+/// name that is not in /etc/group is a problem.
+pub(super) fn file_group(p: &mut Problems, key: &str, group: &str) -> Option<u32> {
+    if group.is_empty() {
+        return None;
+    }
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let gid = group_id(&groups, group);
+    if gid.is_none() {
+        p.add(
+            key,
+            format!("{group:?} is neither a group in /etc/group nor a number"),
+        );
+    }
+    gid
+}
+
 /// The id of a group given by name (looked up in `/etc/group`'s text) or
 /// as a number. Read by hand: std has no group database, and a crate for
 /// one line of a colon-separated file would be more than the job.
-pub(super) fn group_id(etc_group: &str, group: &str) -> Option<u32> {
+fn group_id(etc_group: &str, group: &str) -> Option<u32> {
     if let Ok(gid) = group.parse() {
         return Some(gid);
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::accounting::group_id;
+use super::accounting::file_group;
 use super::{Problems, parse_duration, read_secret, resolve};
 use crate::proto::das::{DasPeer, DasSettings, Identify};
 use crate::proto::wire::crypto::Secret;
@@ -191,22 +191,7 @@ pub(super) fn admin(p: &mut Problems, base: &Path, raw: &RawAdmin) -> AdminConfi
             0o600
         }
     };
-    let group = if raw.group.is_empty() {
-        None
-    } else {
-        let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-        let gid = group_id(&groups, &raw.group);
-        if gid.is_none() {
-            p.add(
-                "admin.group",
-                format!(
-                    "{:?} is neither a group in /etc/group nor a number",
-                    raw.group
-                ),
-            );
-        }
-        gid
-    };
+    let group = file_group(p, "admin.group", &raw.group);
     AdminConfig {
         socket: (!raw.socket.is_empty()).then(|| resolve(base, &raw.socket)),
         mode,

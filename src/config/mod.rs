@@ -755,6 +755,45 @@ mod tests {
     }
 
     #[test]
+    fn das_admin_and_client_das_tables() {
+        let c = load(
+            "[[clients]]\nname = \"ap\"\naddress = \"10.0.0.0/8\"\nsecret = \"s\"\n\
+             das = { port = 1700, secret_file = \"secret.txt\", identify = [\"user-name\"], coa = true }\n\
+             [das]\nenabled = true\nreauthorize_interval = \"10m\"\n[admin]\nsocket = \"run/a.sock\"\nmode = \"0660\"\n",
+        )
+        .expect("valid");
+        let das = c.das.expect("das on");
+        assert_eq!(das.reauthorize, Some(Duration::from_secs(600)));
+        assert_eq!(das.timeout, Duration::from_secs(2));
+        let peer = &c.clients[0].client.das;
+        assert_eq!(peer.port, 1700);
+        assert_eq!(peer.secret, Some(Secret::new(b"from-file")));
+        assert_eq!(peer.identify, vec![crate::proto::das::Identify::UserName]);
+        assert!(peer.coa && peer.enabled);
+        assert_eq!(c.admin.mode, 0o660);
+        assert!(c.admin.socket.is_some_and(|p| p.ends_with("run/a.sock")));
+        let off = load("").expect("valid");
+        assert!(off.das.is_none() && off.admin.socket.is_none());
+
+        let Err(ConfigError::Invalid { problems, .. }) = load(
+            "[[clients]]\nname = \"ap\"\naddress = \"10.0.0.1\"\nsecret = \"s\"\n\
+             das = { address = \"nowhere\", identify = [\"mac\"] }\n\
+             [das]\nenabled = true\nrate = 0\n[admin]\nmode = \"0666\"\n",
+        ) else {
+            panic!("invalid");
+        };
+        let text = problems.join("\n");
+        for key in [
+            "clients[0].das.address",
+            "clients[0].das.identify[0]",
+            "das.rate",
+            "admin.mode",
+        ] {
+            assert!(text.contains(key), "{key} not named in {text}");
+        }
+    }
+
+    #[test]
     fn defaults_and_clients() {
         let c = load(
             "[[clients]]\nname = \"lo\"\naddress = \"127.0.0.0/8\"\nsecret = \"s\"\n\
