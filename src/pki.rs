@@ -78,6 +78,10 @@ pub struct ClientOptions {
     /// Add the name as SAN email and UPN (names with '@'), or as DNS SAN
     /// (host names such as `ap1.nas.example.org`), as well as CN.
     pub sans: bool,
+    /// An OCSP responder URL for the AIA extension.
+    pub ocsp_url: Option<String>,
+    /// An OCSP responder's certificate: EKU OCSPSigning only.
+    pub ocsp_signing: bool,
 }
 
 impl Default for ClientOptions {
@@ -88,6 +92,8 @@ impl Default for ClientOptions {
             valid_from_days: -1,
             valid_until_days: 365,
             sans: true,
+            ocsp_url: None,
+            ocsp_signing: false,
         }
     }
 }
@@ -162,6 +168,23 @@ fn is_host_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// An Authority Information Access extension value naming one OCSP
+/// responder (RFC 5280 §4.2.2.1).
+fn aia_ocsp(url: &str) -> Result<Vec<u8>, PkiError> {
+    use der::Encode;
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax};
+    let bad = |e: der::Error| PkiError::BadName(format!("{url}: {e}"));
+    AuthorityInfoAccessSyntax(vec![AccessDescription {
+        access_method: der::oid::db::rfc5280::ID_AD_OCSP,
+        access_location: GeneralName::UniformResourceIdentifier(
+            der::asn1::Ia5String::new(url).map_err(bad)?,
+        ),
+    }])
+    .to_der()
+    .map_err(bad)
 }
 
 fn random_serial() -> SerialNumber {
@@ -330,11 +353,20 @@ impl Pki {
             // host name as DNS SAN, which RadSec client entries match.
             p.subject_alt_names = vec![SanType::DnsName(name.try_into()?)];
         }
-        p.extended_key_usages = vec![if opts.client_auth_eku {
+        p.extended_key_usages = vec![if opts.ocsp_signing {
+            ExtendedKeyUsagePurpose::OcspSigning
+        } else if opts.client_auth_eku {
             ExtendedKeyUsagePurpose::ClientAuth
         } else {
             ExtendedKeyUsagePurpose::ServerAuth
         }];
+        if let Some(url) = &opts.ocsp_url {
+            p.custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+                    aia_ocsp(url)?,
+                ));
+        }
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let now = OffsetDateTime::now_utc();
         p.not_before = now + Duration::days(opts.valid_from_days);

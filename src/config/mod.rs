@@ -17,6 +17,7 @@ use thiserror::Error;
 
 use crate::proto::das::{DasPeer, DasSettings};
 use crate::proto::dictionary::Dictionary;
+use crate::proto::ocsp::OcspSettings;
 use crate::proto::wire::crypto::Secret;
 use crate::server::http::{BearerToken, HttpSettings};
 
@@ -24,6 +25,7 @@ mod accounting;
 mod authz;
 mod das;
 mod eap;
+mod ocsp;
 mod radsec;
 
 pub use accounting::AccountingConfig;
@@ -69,6 +71,8 @@ struct RawConfig {
     das: das::RawDas,
     #[serde(default)]
     admin: das::RawAdmin,
+    #[serde(default)]
+    ocsp: ocsp::RawOcsp,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +188,8 @@ pub struct Config {
     /// Dynamic authorization; None when `das.enabled` is false.
     pub das: Option<DasSettings>,
     pub admin: AdminConfig,
+    /// OCSP for client certificates; None when `ocsp.enabled` is false.
+    pub ocsp: Option<OcspSettings>,
     /// Valid but weaker than it looks ("key: what"): logged at every start
     /// and reload, printed by check-config.
     pub warnings: Vec<String>,
@@ -687,6 +693,7 @@ impl Config {
         let accounting = accounting::validate(&mut p, base, &raw.accounting);
         let das_settings = das::validate(&mut p, &raw.das);
         let admin = das::admin(&mut p, base, &raw.admin);
+        let ocsp_settings = ocsp::validate(&mut p, &raw.ocsp);
         let radsec = radsec::validate(
             &mut p,
             base,
@@ -727,6 +734,7 @@ impl Config {
                 radsec: radsec.map(Arc::new),
                 das: das_settings,
                 admin,
+                ocsp: ocsp_settings,
                 warnings: p.warnings,
             }),
             _ => Err(ConfigError::Invalid {

@@ -9,12 +9,14 @@ mod accounting;
 mod authz;
 pub mod das;
 mod eap;
+pub mod ocsp;
 pub mod radsec;
 
 pub use accounting::AccountingMetrics;
 pub use authz::AuthzMetrics;
 pub use das::DasMetrics;
 pub use eap::EapMetrics;
+pub use ocsp::OcspMetrics;
 pub use radsec::RadsecMetrics;
 
 use std::sync::Arc;
@@ -60,6 +62,7 @@ pub struct Metrics {
     pub accounting: Arc<AccountingMetrics>,
     pub radsec: RadsecMetrics,
     pub das: DasMetrics,
+    pub ocsp: OcspMetrics,
 }
 
 impl Metrics {
@@ -159,6 +162,7 @@ impl Metrics {
         let accounting = Arc::new(AccountingMetrics::register(&registry)?);
         let radsec = RadsecMetrics::register(&registry)?;
         let das = DasMetrics::register(&registry)?;
+        let ocsp = OcspMetrics::register(&registry)?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -181,6 +185,7 @@ impl Metrics {
             accounting,
             radsec,
             das,
+            ocsp,
         }))
     }
 

@@ -23,6 +23,7 @@ use super::eap::service::{self, EapRequest, Handled, Reply};
 use super::eap::table::CheckedOut;
 use super::eap::tls_session::Failure;
 use super::engine::{Action, Engine, Origin, Parked, Waiting, Work};
+use super::ocsp::{self, Checked, OcspError, OcspSettings, OnUnavailable, Query, Status};
 use super::runtime::{EapRuntime, Runtime};
 use super::status::Response;
 use super::tls::ChainError;
@@ -91,6 +92,14 @@ pub(super) fn reply_digest(attributes: &[(u8, Vec<u8>)]) -> String {
         h.update(value);
     }
     crate::proto::hex::encode(&h.finalize()[..8])
+}
+
+/// Where OCSP leaves an authentication.
+enum OcspStart {
+    /// Good (or allowed on): on to the directory.
+    Go,
+    Stop(Failure),
+    Ask(Box<Query>),
 }
 
 fn text(value: Option<&[u8]>) -> Option<&str> {
@@ -163,6 +172,62 @@ impl Engine {
                 return self.conclude(now, eap, origin, out, Err(failure), key_name_requested, rng);
             }
         };
+        if let Some(settings) = &runtime.config.ocsp {
+            match self.ocsp_start(now, eap, &out, settings) {
+                OcspStart::Go => {}
+                OcspStart::Stop(failure) => {
+                    return self.conclude(
+                        now,
+                        eap,
+                        origin,
+                        out,
+                        Err(failure),
+                        key_name_requested,
+                        rng,
+                    );
+                }
+                OcspStart::Ask(query) => {
+                    let work = Work::Ocsp {
+                        key: query.key.clone(),
+                        url: query.url.clone(),
+                        get: crate::proto::ocsp::get_url(&query),
+                        request: query.request.clone(),
+                        deadline: settings.timeout,
+                    };
+                    let ticket = self.park(Parked {
+                        origin,
+                        asked: now.instant,
+                        waiting: Waiting::Ocsp {
+                            runtime: runtime.clone(),
+                            out: Box::new(out),
+                            subject: Box::new(subject),
+                            key_name_requested,
+                            query,
+                            deadline: settings.timeout,
+                        },
+                    });
+                    return Action::Ask { ticket, work };
+                }
+            }
+        }
+        self.look_up(now, runtime, origin, out, subject, key_name_requested, rng)
+    }
+
+    /// The directory: from the cache at once, or asked for.
+    #[allow(clippy::too_many_arguments)]
+    fn look_up(
+        &self,
+        now: Now,
+        runtime: &Arc<Runtime>,
+        origin: Origin,
+        out: CheckedOut,
+        subject: Subject,
+        key_name_requested: bool,
+        rng: &mut dyn CryptoRng,
+    ) -> Action {
+        let Some(eap) = &runtime.eap else {
+            return self.finish(now, origin, Response::Drop(DropReason::Internal));
+        };
         let authz = &eap.authz;
         if let Some(hit) = authz.cached(&subject.identity, now.instant) {
             return self.decided(
@@ -193,6 +258,156 @@ impl Engine {
         Action::Ask {
             ticket,
             work: Work::Lookup { identity, deadline },
+        }
+    }
+
+    /// OCSP for the client certificate: from the cache, or a query to ask
+    /// the responder (queries for one certificate in flight share a nonce,
+    /// so the shell can share their exchange).
+    fn ocsp_start(
+        &self,
+        now: Now,
+        eap: &EapRuntime,
+        out: &CheckedOut,
+        settings: &OcspSettings,
+    ) -> OcspStart {
+        let Some(chain) = out
+            .conversation
+            .as_ref()
+            .and_then(|c| c.established.as_deref())
+            .map(|e| &e.peer_chain)
+        else {
+            return OcspStart::Stop(Failure::new("internal", "no handshake result"));
+        };
+        let Some(leaf) = chain.first() else {
+            return OcspStart::Stop(Failure::new("internal", "no client certificate"));
+        };
+        let candidates = chain[1..]
+            .iter()
+            .chain(&eap.config.material.roots)
+            .map(|c| c.as_ref());
+        let query = match ocsp::issuer_of(leaf, candidates) {
+            None => Err(OcspError::NoIssuer),
+            Some(issuer) => {
+                ocsp::query(leaf, issuer, settings.url.as_deref(), None).and_then(|q| {
+                    if !settings.nonce {
+                        return Ok(q);
+                    }
+                    let nonce = self
+                        .ocsp_nonces
+                        .lock()
+                        .entry(q.key.clone())
+                        .or_insert_with(|| rand::random::<[u8; 16]>().to_vec())
+                        .clone();
+                    ocsp::query(leaf, issuer, settings.url.as_deref(), Some(&nonce))
+                })
+            }
+        };
+        match query {
+            Ok(q) => match self.ocsp_cache.get(&q.key, now.unix_secs()) {
+                Some(hit) => {
+                    self.metrics.ocsp.cache_hits.inc();
+                    self.ocsp_verdict(settings, Ok(hit))
+                }
+                None => OcspStart::Ask(Box::new(q)),
+            },
+            Err(e) => {
+                self.metrics
+                    .ocsp
+                    .queries
+                    .with_label_values(&[e.label()])
+                    .inc();
+                self.ocsp_verdict(settings, Err(e))
+            }
+        }
+    }
+
+    /// What an OCSP result means for the authentication.
+    fn ocsp_verdict(
+        &self,
+        settings: &OcspSettings,
+        result: Result<Checked, OcspError>,
+    ) -> OcspStart {
+        match result {
+            Ok(Checked {
+                status: Status::Good,
+                ..
+            }) => OcspStart::Go,
+            Ok(Checked {
+                status: Status::Revoked,
+                ..
+            }) => OcspStart::Stop(Failure::new(
+                "certificate_revoked",
+                "OCSP: the certificate is revoked",
+            )),
+            Ok(Checked {
+                status: Status::Unknown,
+                ..
+            }) if settings.unknown_rejects => OcspStart::Stop(Failure::new(
+                "certificate_unknown",
+                "OCSP: the responder does not know the certificate",
+            )),
+            Ok(_) => OcspStart::Go,
+            Err(e) => {
+                let action = settings.on_unavailable;
+                self.metrics
+                    .ocsp
+                    .fallbacks
+                    .with_label_values(&[action.as_str()])
+                    .inc();
+                match action {
+                    OnUnavailable::Reject => {
+                        OcspStart::Stop(Failure::new("ocsp_unavailable", e.to_string()))
+                    }
+                    OnUnavailable::Crl | OnUnavailable::Accept => {
+                        tracing::warn!(error = %e, on_unavailable = action.as_str(), "no valid OCSP answer; authentication goes on");
+                        OcspStart::Go
+                    }
+                }
+            }
+        }
+    }
+
+    /// The responder answered (or the shell gave up): checked, cached,
+    /// then authorization goes on or the conversation fails.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn ocsp_answered(
+        &self,
+        now: Now,
+        runtime: &Arc<Runtime>,
+        origin: Origin,
+        out: CheckedOut,
+        subject: Subject,
+        query: &Query,
+        answer: Result<Vec<u8>, String>,
+        waited: Duration,
+        key_name_requested: bool,
+        rng: &mut dyn CryptoRng,
+    ) -> Action {
+        let (Some(eap), Some(settings)) = (&runtime.eap, &runtime.config.ocsp) else {
+            return self.finish(now, origin, Response::Drop(DropReason::Internal));
+        };
+        self.ocsp_nonces.lock().remove(&query.key);
+        let m = &self.metrics.ocsp;
+        m.seconds.observe(waited.as_secs_f64());
+        let result = answer
+            .map_err(OcspError::Unavailable)
+            .and_then(|bytes| ocsp::check(&bytes, query, now.unix_secs(), settings));
+        match &result {
+            Ok(c) => {
+                m.queries.with_label_values(&[c.status.label()]).inc();
+                self.ocsp_cache.put(&query.key, *c);
+            }
+            Err(e) => {
+                m.queries.with_label_values(&[e.label()]).inc();
+                tracing::warn!(url = %query.url, identity = %subject.identity, error = %e, "OCSP query failed");
+            }
+        }
+        match self.ocsp_verdict(settings, result) {
+            OcspStart::Stop(failure) => {
+                self.conclude(now, eap, origin, out, Err(failure), key_name_requested, rng)
+            }
+            _ => self.look_up(now, runtime, origin, out, subject, key_name_requested, rng),
         }
     }
 

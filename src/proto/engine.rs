@@ -87,6 +87,16 @@ pub enum Work {
     },
     /// Store this journal line (JSON, no newline) durably.
     Store { line: Vec<u8> },
+    /// Ask an OCSP responder: POST `request` to `url` (or GET `get` when
+    /// given), within `deadline` in all. Queries with the same `key` may
+    /// share one exchange: they carry the same octets.
+    Ocsp {
+        key: String,
+        url: String,
+        get: Option<String>,
+        request: Vec<u8>,
+        deadline: Duration,
+    },
 }
 
 /// The outside world's answer to `Work`.
@@ -95,6 +105,8 @@ pub enum Answer {
     Lookup(Result<Lookup, DirectoryError>),
     /// Ok once the line is on disk; Err names why not (a metric label).
     Stored(Result<(), &'static str>),
+    /// The responder's answer (an HTTP 200 body), or why there is none.
+    Ocsp(Result<Vec<u8>, String>),
 }
 
 /// Where a request came from and what its reply needs: kept while the
@@ -144,6 +156,16 @@ pub(super) enum Waiting {
     },
     /// The record is being written.
     Store { prepared: Box<Prepared> },
+    /// The handshake is done; the OCSP responder's answer decides whether
+    /// authorization goes on.
+    Ocsp {
+        runtime: Arc<Runtime>,
+        out: Box<CheckedOut>,
+        subject: Box<Subject>,
+        key_name_requested: bool,
+        query: Box<crate::proto::ocsp::Query>,
+        deadline: Duration,
+    },
 }
 
 /// A late directory answer gets this long past its deadline before the
@@ -163,6 +185,10 @@ pub struct Engine {
     drop_log: DropLog,
     /// Access-Accepts no accounting session has claimed yet.
     authentications: Mutex<Authentications>,
+    /// Verified OCSP answers, and the nonce of each query in flight (by
+    /// cache key: queries for one certificate share it, and their octets).
+    pub(super) ocsp_cache: crate::proto::ocsp::cache::OcspCache,
+    pub(super) ocsp_nonces: Mutex<HashMap<String, Vec<u8>>>,
     das: Mutex<das::DasState>,
 }
 
@@ -230,9 +256,12 @@ impl Engine {
             None => Authentications::new(100_000, 7200),
         };
         let das = das::DasState::new(config.das.as_ref());
+        let ocsp_entries = config.ocsp.as_ref().map_or(1, |o| o.cache_entries);
         let runtime = Runtime::new(config, &sessions, &metrics)?;
         Ok(Engine {
             authentications: Mutex::new(authentications),
+            ocsp_cache: crate::proto::ocsp::cache::OcspCache::new(ocsp_entries),
+            ocsp_nonces: Mutex::new(HashMap::new()),
             das: Mutex::new(das),
             runtime: ArcSwap::from_pointee(runtime),
             dedup,
@@ -529,6 +558,28 @@ impl Engine {
             (Waiting::Store { prepared }, Answer::Stored(result)) => {
                 self.stored(now, origin, &prepared, result)
             }
+            (
+                Waiting::Ocsp {
+                    runtime,
+                    out,
+                    subject,
+                    key_name_requested,
+                    query,
+                    ..
+                },
+                Answer::Ocsp(result),
+            ) => self.ocsp_answered(
+                now,
+                &runtime,
+                origin,
+                *out,
+                *subject,
+                &query,
+                result,
+                now.instant.saturating_duration_since(asked),
+                key_name_requested,
+                rng,
+            ),
             (_, answer) => {
                 tracing::error!(ticket, ?answer, "an answer to other work than was asked");
                 self.finish(now, origin, Response::Drop(DropReason::Internal))
@@ -565,6 +616,9 @@ impl Engine {
         if let Some(ledger) = &self.ledger {
             ledger.sweep(now.unix_secs());
         }
+        m.ocsp
+            .cache_entries
+            .set(self.ocsp_cache.sweep(now.unix_secs()) as i64);
         // A directory look-up whose answer never came: the shell enforces
         // the deadline, so this is a safety net, not a path.
         let overdue: Vec<Parked> = {
@@ -572,7 +626,7 @@ impl Engine {
             let late: Vec<Ticket> = parked
                 .iter()
                 .filter(|(_, p)| match &p.waiting {
-                    Waiting::Authorize { deadline, .. } => {
+                    Waiting::Authorize { deadline, .. } | Waiting::Ocsp { deadline, .. } => {
                         now.instant.saturating_duration_since(p.asked) > *deadline + GRACE
                     }
                     Waiting::Store { .. } => false,
@@ -582,7 +636,7 @@ impl Engine {
             late.iter().filter_map(|t| parked.remove(t)).collect()
         };
         for p in overdue {
-            tracing::warn!(client = %p.origin.client.name, "no directory answer past the deadline; conversation ended");
+            tracing::warn!(client = %p.origin.client.name, "no directory or OCSP answer past the deadline; conversation ended");
             self.finish(now, p.origin, Response::Drop(DropReason::EapDiscarded));
         }
     }

@@ -4,7 +4,8 @@
 //! Status-Server and plain answers (`status`), EAP and EAP-TLS (`eap`),
 //! certificate checks and identities (`tls`), authorization decisions
 //! (`authz`), accounting records and sessions (`accounting`), and
-//! dynamic authorization requests to the NAS (`das`).
+//! dynamic authorization requests to the NAS (`das`), and OCSP queries
+//! and their answers (`ocsp`).
 //!
 //! Sans-I/O: bytes, the current time and a random source come in as
 //! arguments, decisions go out. Nothing here reads a clock, a file, a
@@ -24,6 +25,7 @@ pub mod droplog;
 pub mod eap;
 pub mod engine;
 pub mod hex;
+pub mod ocsp;
 pub mod radsec;
 pub mod runtime;
 pub mod status;

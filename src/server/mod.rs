@@ -19,6 +19,7 @@ pub mod das;
 pub mod directory;
 pub mod http;
 pub mod journal;
+mod ocsp;
 mod radsec;
 mod reload;
 pub mod time;
@@ -77,6 +78,8 @@ pub struct Shell {
     pub radsec: Arc<radsec::Connections>,
     /// Dynamic authorization's task and its waiting commands.
     pub das: Arc<das::Das>,
+    /// OCSP queries in flight.
+    pub ocsp: Arc<ocsp::OcspClient>,
 }
 
 impl Shell {
@@ -138,6 +141,18 @@ pub async fn drive(shell: &Shell, mut action: Action) -> Action {
                 };
                 Answer::Stored(result)
             }
+            Work::Ocsp {
+                key,
+                url,
+                get,
+                request,
+                deadline,
+            } => Answer::Ocsp(
+                shell
+                    .ocsp
+                    .fetch(&key, &url, get.as_deref(), request, deadline)
+                    .await,
+            ),
         };
         action = shell.engine.resume(now(), ticket, answer, &mut rand::rng());
     }
@@ -206,6 +221,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         in_flight: Arc::new(Semaphore::new(server.max_in_flight)),
         radsec: radsec::Connections::new(metrics.radsec.clone()),
         das: Arc::new(das::Das::default()),
+        ocsp: Arc::new(ocsp::OcspClient::default()),
     });
 
     let metrics_task = match metrics_listen {

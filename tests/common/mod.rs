@@ -21,6 +21,7 @@ pub mod hostapd;
 pub mod lab;
 pub mod latency;
 pub mod load;
+pub mod ocsp;
 pub mod poll;
 pub mod radsec;
 pub mod slapd;

@@ -18,6 +18,7 @@ const PEERS: &[(&str, &str)] = &[
     ("hostapd_cli", "hostapd"),
     ("wpa_supplicant", "wpasupplicant"),
     ("wpa_cli", "wpasupplicant"),
+    ("openssl", "openssl"),
 ];
 
 fn installed(program: &str) -> bool {

@@ -172,6 +172,8 @@ impl Sim {
                                 Answer::Stored(Ok(()))
                             }
                         },
+                        // This rig configures no OCSP.
+                        Work::Ocsp { .. } => Answer::Ocsp(Err("no responder in the rig".into())),
                     };
                     action = self.engine.resume(self.now, ticket, answer, &mut self.rng);
                 }

@@ -1,0 +1,189 @@
+//! OCSP for client certificates against a real responder: `openssl ocsp`
+//! (behind the test's loopback HTTP server), answering with a delegated
+//! responder certificate for client certificates whose AIA names it.
+//! Good is accepted; revoked at the responder (and in no CRL) is rejected;
+//! a stopped responder and a responder that accepts and never answers are
+//! each answered within the deadline with the configured outcome; an
+//! answer is served from the cache once the responder is gone.
+
+#[macro_use]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use certgate::pki::{ClientOptions, KeyType};
+use certgate::proto::wire::Code;
+use certgate::supplicant::Versions;
+use common::lab::{Lab, authenticate, eapol_test};
+use common::ocsp::Responder;
+use common::*;
+
+const GOOD: &str = "good@example.org";
+const PULLED: &str = "pulled@example.org";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A lab whose client certificates name `responder` in their AIA, and a
+/// users file with them.
+fn lab() -> (Lab, Responder) {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let responder = Responder::start(&lab.pki);
+    let aia = ClientOptions {
+        ocsp_url: Some(responder.url()),
+        ..ClientOptions::default()
+    };
+    let mut users = String::new();
+    for name in [GOOD, PULLED, "late@example.org"] {
+        lab.pki.issue_client(name, &aia).expect("issue");
+        users.push_str(&format!("[users.\"{name}\"]\ngroups = [\"staff\"]\n"));
+    }
+    std::fs::write(lab.dir.path().join("users.toml"), users).expect("users");
+    (lab, responder)
+}
+
+fn server(lab: &Lab, ocsp: &str) -> TestServer {
+    TestServer::start(&format!(
+        "{}\n[ocsp]\nenabled = true\ntimeout = \"1s\"\n{ocsp}\n{}",
+        lab.config("", ""),
+        loopback_client("")
+    ))
+}
+
+async fn code_for(lab: &Lab, s: &TestServer, name: &str) -> (Code, Duration) {
+    let started = Instant::now();
+    let outcome = authenticate(&lab.supplicant(name, Versions::Both, false), s).await;
+    (outcome.code, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn good_revoked_and_cached_answers_from_a_real_responder() {
+    require!("openssl");
+    let (lab, mut responder) = lab();
+    responder.revoke(PULLED);
+    let s = server(&lab, "nonce = true");
+
+    // Good, with a nonce the responder echoes, through the real supplicant.
+    let conf = lab.eapol_conf(&lab.pki, GOOD, &lab.pki.path("ca.pem"), "");
+    let (ok, out) = eapol_test(&conf, s.auth, SECRET, &[]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        s.metric("certgate_ocsp_queries_total{result=\"good\"}"),
+        1.0
+    );
+    assert_eq!(
+        responder
+            .answered
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+
+    // Revoked at the responder only: the CRL does not list it.
+    let (code, miss) = code_for(&lab, &s, PULLED).await;
+    assert_eq!(code, Code::AccessReject);
+    let rejected = s
+        .wait_log(|v| v["message"] == "access rejected", WAIT)
+        .expect("logged");
+    assert_eq!(rejected["reason"], "certificate_revoked");
+    assert_eq!(
+        s.metric("certgate_ocsp_queries_total{result=\"revoked\"}"),
+        1.0
+    );
+
+    // The responder goes away: the good answer is still cached.
+    responder.stop();
+    let (code, hit) = code_for(&lab, &s, GOOD).await;
+    assert_eq!(code, Code::AccessAccept);
+    assert_eq!(s.metric("certgate_ocsp_cache_hits_total"), 1.0);
+    eprintln!(
+        "full authentication, OCSP cache miss (openssl ocsp answering): {miss:?}; cache hit: {hit:?}"
+    );
+    // The revoked one too: still rejected without the responder.
+    let (code, _) = code_for(&lab, &s, PULLED).await;
+    assert_eq!(code, Code::AccessReject);
+    assert_eq!(s.metric("certgate_ocsp_cache_hits_total"), 2.0);
+
+    // Not cached and no responder: rejected (ocsp.on_unavailable = reject).
+    let (code, took) = code_for(&lab, &s, "late@example.org").await;
+    assert_eq!(code, Code::AccessReject);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(
+        s.metric("certgate_ocsp_queries_total{result=\"unavailable\"}"),
+        1.0
+    );
+    assert_eq!(
+        s.metric("certgate_ocsp_unavailable_total{action=\"reject\"}"),
+        1.0
+    );
+    promtool_check(&s.metrics_text());
+}
+
+/// A responder that accepts the connection and never answers (the
+/// FreeRADIUS #1962 hang): each authentication is answered within the
+/// deadline, rejected by default, and let through with `crl` (the CRL
+/// check of the handshake stands) — while a stopped responder is refused
+/// at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_or_stopped_responder_costs_at_most_the_deadline() {
+    require!("openssl");
+    let (lab, mut responder) = lab();
+    responder
+        .hang
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let s = server(&lab, "");
+    let (code, took) = code_for(&lab, &s, GOOD).await;
+    assert_eq!(code, Code::AccessReject);
+    assert!(
+        took >= Duration::from_secs(1),
+        "waited the deadline: {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "and no longer: {took:?}");
+    eprintln!("hung responder, on_unavailable = reject: answered in {took:?}");
+    drop(s);
+
+    let s = server(&lab, "on_unavailable = \"crl\"");
+    let (code, took) = code_for(&lab, &s, GOOD).await;
+    assert_eq!(code, Code::AccessAccept);
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    eprintln!("hung responder, on_unavailable = crl: answered in {took:?}");
+    assert_eq!(
+        s.metric("certgate_ocsp_unavailable_total{action=\"crl\"}"),
+        1.0
+    );
+    // The CRL still counts: a CRL-revoked certificate never gets as far.
+    let (code, _) = code_for(&lab, &s, common::lab::REVOKED).await;
+    assert_eq!(code, Code::AccessReject);
+
+    responder.stop();
+    let (code, took) = code_for(&lab, &s, PULLED).await;
+    assert_eq!(
+        code,
+        Code::AccessAccept,
+        "crl fallback on a refused connection"
+    );
+    assert!(took < Duration::from_secs(1), "refused at once: {took:?}");
+}
+
+/// An answer signed by a responder certificate another CA issued is no
+/// answer: refused as invalid, counted, and the authentication goes as
+/// `on_unavailable` says (rejected here).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_answer_is_refused() {
+    require!("openssl");
+    let (lab, responder) = lab();
+    responder.forge_with(&lab.other);
+    let s = server(&lab, "");
+    let (code, _) = code_for(&lab, &s, GOOD).await;
+    assert_eq!(code, Code::AccessReject);
+    assert_eq!(
+        s.metric("certgate_ocsp_queries_total{result=\"invalid\"}"),
+        1.0
+    );
+    let logged = s
+        .wait_log(|v| v["message"] == "OCSP query failed", WAIT)
+        .expect("logged");
+    assert!(
+        logged["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("signature")),
+        "{logged}"
+    );
+}
