@@ -205,7 +205,7 @@ fn eap_step(eap: &Eap, datagram: &[u8]) -> Vec<u8> {
                 ticket,
                 work: Work::Lookup { identity, .. },
             } => {
-                let lookup = futures_ready(eap.directory.lookup(&identity));
+                let lookup = futures_ready(eap.directory.lookup(&identity, None));
                 action = eap
                     .engine
                     .resume(now(), ticket, Answer::Lookup(lookup), rng);

@@ -17,6 +17,7 @@ use common::latency::LatencyRelay;
 use common::load::{Load, within};
 use common::slapd::{BIND_DN, BIND_PASSWORD, Slapd};
 use common::{TestServer, loopback_client};
+use rustls::pki_types::pem::PemObject;
 
 /// Only in a group named `employees` outside ou=groups.
 const DAVE: &str = "dave@example.org";
@@ -618,4 +619,109 @@ async fn until_answer(
     })
     .await;
     assert!(recovered.is_some(), "no recovery within 20 s");
+}
+
+/// Active Directory's attribute for explicit certificate mappings
+/// (KB5014754), added to the test's slapd with an auxiliary class.
+const ALT_SECURITY_SCHEMA: &str = "\
+attributetype ( 1.2.840.113556.1.4.867 NAME 'altSecurityIdentities' EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )\n\
+objectclass ( 1.3.6.1.4.1.99999.42.1 NAME 'certgateMapped' SUP top AUXILIARY MAY altSecurityIdentities )";
+
+/// Strong certificate mapping: alice's entry is bound (altSecurityIdentities,
+/// issuer and byte-reversed serial as AD writes them) to one certificate.
+/// Another certificate carrying alice's name but bound to no one is
+/// refused with `authz.ldap.certificate_binding`; with a user filter on
+/// `{issuer_serial_ad}` the certificate alone finds her, and the unbound
+/// one finds no one.
+#[tokio::test]
+async fn strong_mapping_binds_the_certificate_to_the_entry() {
+    require!("slapd", "ldapadd");
+    let lab = Lab::new(KeyType::EcdsaP256);
+    // The bound certificate, kept aside; then a second one for the same
+    // name (the PKI writes each issue to the same files).
+    let (cert, key) = lab.client_files(&lab.pki, ALICE);
+    let bound_dir = lab.dir.path().join("bound");
+    std::fs::create_dir_all(bound_dir.join("clients")).expect("dir");
+    std::fs::copy(&cert, bound_dir.join(format!("clients/{ALICE}.pem"))).expect("copy");
+    std::fs::copy(&key, bound_dir.join(format!("clients/{ALICE}.key"))).expect("copy");
+    lab.pki
+        .issue_client(ALICE, &ClientOptions::default())
+        .expect("second certificate");
+    let der = rustls::pki_types::CertificateDer::from_pem_file(
+        bound_dir.join(format!("clients/{ALICE}.pem")),
+    )
+    .expect("der");
+    let mapping = certgate::proto::tls::identity::CertIdentity::from_der(&der)
+        .expect("identity")
+        .issuer_serial_ad();
+    let slapd = Slapd::start_with(
+        None,
+        ALT_SECURITY_SCHEMA,
+        &format!(
+            "dn: uid=alice,ou=people,dc=example,dc=org\nchangetype: modify\nadd: objectClass\nobjectClass: certgateMapped\n-\nadd: altSecurityIdentities\naltSecurityIdentities: {mapping}\n"
+        ),
+    );
+    let bound = || {
+        let (c, k) = (
+            bound_dir.join(format!("clients/{ALICE}.pem")),
+            bound_dir.join(format!("clients/{ALICE}.key")),
+        );
+        let config = certgate::supplicant::client_config(
+            &lab.pki.path("ca.pem"),
+            &c,
+            &k,
+            Versions::Tls13,
+            false,
+        )
+        .expect("client config");
+        let mut s = Supplicant::new(config, ALICE);
+        s.timeout = Duration::from_secs(6);
+        s
+    };
+
+    let s = server(
+        &lab,
+        &authz(&slapd.url(), BY_SEARCH, "").replace(
+            "attributes = [\"departmentNumber\"]",
+            "attributes = [\"departmentNumber\"]\ncertificate_binding = \"altSecurityIdentities\"",
+        ),
+    );
+    let o = authenticate(&bound(), &s).await;
+    assert_eq!(o.code, Code::AccessAccept, "the bound certificate: {o:?}");
+    let o = authenticate(&supplicant(&lab, ALICE), &s).await;
+    assert_eq!(o.code, Code::AccessReject, "alice's name, bound to no one");
+    let refused = s
+        .wait_log(
+            |v| v["message"] == "access rejected",
+            Duration::from_secs(10),
+        )
+        .expect("logged");
+    assert_eq!(refused["reason"], "certificate_not_bound");
+    // Cached per certificate: the bound one still gets in after the
+    // unbound one was refused, and the other way round.
+    assert_eq!(authenticate(&bound(), &s).await.code, Code::AccessAccept);
+    assert_eq!(
+        authenticate(&supplicant(&lab, ALICE), &s).await.code,
+        Code::AccessReject
+    );
+    drop(s);
+
+    // The certificate alone finds the entry.
+    let s = server(
+        &lab,
+        &authz(&slapd.url(), BY_SEARCH, "").replace(
+            "user_filter = \"(&(objectClass=inetOrgPerson)(|(mail={identity})(uid={identity})))\"",
+            "user_filter = \"(altSecurityIdentities={issuer_serial_ad})\"",
+        ),
+    );
+    assert_eq!(authenticate(&bound(), &s).await.code, Code::AccessAccept);
+    let o = authenticate(&supplicant(&lab, ALICE), &s).await;
+    assert_eq!(o.code, Code::AccessReject);
+    let refused = s
+        .wait_log(
+            |v| v["message"] == "access rejected",
+            Duration::from_secs(10),
+        )
+        .expect("logged");
+    assert_eq!(refused["reason"], "unknown_identity");
 }

@@ -19,7 +19,9 @@ use crate::proto::authz::decide::{DecisionSettings, OnError};
 use crate::proto::authz::policy::{Policy, RawRule};
 use crate::proto::dictionary::Dictionary;
 use crate::server::directory::file::{FileDirectory, RawUsers};
-use crate::server::directory::ldap::filter::{FilterTemplate, PLACEHOLDERS};
+use crate::server::directory::ldap::filter::{
+    CERTIFICATE_PLACEHOLDERS, FilterTemplate, PLACEHOLDERS,
+};
 use crate::server::directory::ldap::{GroupSource, IN_CHAIN_OID, LdapSettings, Nesting};
 use crate::server::directory::{AuthzSettings, DirectoryKind};
 
@@ -82,6 +84,7 @@ struct RawLdap {
     nested_depth: u32,
     disabled_filter: String,
     attributes: Vec<String>,
+    certificate_binding: String,
     connect_timeout: String,
     operation_timeout: String,
     connections: u64,
@@ -111,6 +114,7 @@ impl Default for RawLdap {
             nested_depth: 3,
             disabled_filter: String::new(),
             attributes: Vec::new(),
+            certificate_binding: String::new(),
             connect_timeout: "2s".into(),
             operation_timeout: "2s".into(),
             connections: 2,
@@ -198,6 +202,16 @@ pub(super) fn validate(
         }
     };
     let directory = directory?;
+    // Strong mapping (LDAP only): the attribute that must bind the
+    // certificate to the entry, and whether the look-up depends on the
+    // certificate at all.
+    let (binding, per_certificate) = match (&raw.ldap, &directory) {
+        (Some(l), DirectoryKind::Ldap(settings)) => (
+            (!l.certificate_binding.is_empty()).then(|| l.certificate_binding.to_ascii_lowercase()),
+            settings.user_filter.uses_any(&CERTIFICATE_PLACEHOLDERS),
+        ),
+        _ => (None, false),
+    };
     let name = match &directory {
         DirectoryKind::File(_) => "file",
         DirectoryKind::Ldap(_) => "ldap",
@@ -211,6 +225,8 @@ pub(super) fn validate(
             on_error,
             unknown_to_policy,
             directory: name,
+            binding: binding.clone(),
+            cache_by_certificate: binding.is_some() || per_certificate,
         },
     })
 }
@@ -269,19 +285,23 @@ fn ldap(p: &mut Problems, base: &Path, l: &RawLdap, overall: Duration) -> Option
             "missing: the search base, e.g. \"dc=example,dc=org\"",
         );
     }
-    let user_placeholders = &PLACEHOLDERS[..3];
+    let user_placeholders: Vec<&str> = PLACEHOLDERS[..3]
+        .iter()
+        .chain(CERTIFICATE_PLACEHOLDERS.iter())
+        .copied()
+        .collect();
     let user_filter = filter(
         p,
         "authz.ldap.user_filter",
         &l.user_filter,
-        user_placeholders,
+        &user_placeholders,
     );
     if let Some(f) = &user_filter
         && !f.has_placeholders()
     {
         p.add(
             "authz.ldap.user_filter",
-            "uses no {identity}, {user} or {realm}: it would find the same entry for everyone",
+            "uses no placeholder ({identity}, {user}, {realm}, or a certificate fact): it would find the same entry for everyone",
         );
     }
     let nesting = match l.nested.as_str() {
@@ -362,7 +382,7 @@ fn ldap(p: &mut Problems, base: &Path, l: &RawLdap, overall: Duration) -> Option
             p,
             "authz.ldap.disabled_filter",
             &l.disabled_filter,
-            user_placeholders,
+            &user_placeholders,
         )
     };
     let connect_timeout = parse_duration(p, "authz.ldap.connect_timeout", &l.connect_timeout);
@@ -472,7 +492,13 @@ fn ldap(p: &mut Problems, base: &Path, l: &RawLdap, overall: Duration) -> Option
         group_name_attribute: l.group_name_attribute.clone(),
         nesting,
         disabled_filter,
-        attributes: l.attributes.clone(),
+        // The binding attribute is read with the entry.
+        attributes: l
+            .attributes
+            .iter()
+            .chain((!l.certificate_binding.is_empty()).then_some(&l.certificate_binding))
+            .cloned()
+            .collect(),
         connect_timeout,
         operation_timeout,
         connections: usize::try_from(l.connections).unwrap_or(1).clamp(1, 64),

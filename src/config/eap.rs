@@ -323,7 +323,7 @@ pub(super) fn validate(
             Some(src) => identity_sources.push(src),
             None => p.add(
                 &format!("eap.identity_sources[{i}]"),
-                format!("{s:?} is not upn, email, cn, dns or uri"),
+                format!("{s:?} is not upn, email, cn, dns, uri, uri:PREFIX or dirname"),
             ),
         }
     }

@@ -935,7 +935,7 @@ mod tests {
             "authz.fallback_groups: only used with on_directory_error",
             "authz.ldap.urls[0]: \"http://ldap\" is not an ldap://",
             "authz.ldap.base: missing",
-            "authz.ldap.user_filter: uses no {identity}",
+            "authz.ldap.user_filter: uses no placeholder ({identity}",
             "authz.ldap.group_filter: \"(member={who})\": unknown placeholder {who}",
             "authz.ldap.nested: \"deep\"",
             "authz.ldap.bind_password: missing: give bind_password, bind_password_file or bind_password_env",

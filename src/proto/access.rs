@@ -173,7 +173,7 @@ impl Engine {
             }
         };
         if let Some(settings) = &runtime.config.ocsp {
-            match self.ocsp_start(now, eap, &out, settings) {
+            match self.ocsp_start(now, eap, &out, settings, rng) {
                 OcspStart::Go => {}
                 OcspStart::Stop(failure) => {
                     return self.conclude(
@@ -229,7 +229,7 @@ impl Engine {
             return self.finish(now, origin, Response::Drop(DropReason::Internal));
         };
         let authz = &eap.authz;
-        if let Some(hit) = authz.cached(&subject.identity, now.instant) {
+        if let Some(hit) = authz.cached(&subject, now.instant) {
             return self.decided(
                 now,
                 runtime,
@@ -244,6 +244,7 @@ impl Engine {
         }
         let deadline = authz.settings().timeout;
         let identity = subject.identity.clone();
+        let certificate = Some(subject.certificate.clone());
         let ticket = self.park(Parked {
             origin,
             asked: now.instant,
@@ -257,7 +258,11 @@ impl Engine {
         });
         Action::Ask {
             ticket,
-            work: Work::Lookup { identity, deadline },
+            work: Work::Lookup {
+                identity,
+                certificate,
+                deadline,
+            },
         }
     }
 
@@ -270,6 +275,7 @@ impl Engine {
         eap: &EapRuntime,
         out: &CheckedOut,
         settings: &OcspSettings,
+        rng: &mut dyn CryptoRng,
     ) -> OcspStart {
         let Some(chain) = out
             .conversation
@@ -297,7 +303,7 @@ impl Engine {
                         .ocsp_nonces
                         .lock()
                         .entry(q.key.clone())
-                        .or_insert_with(|| rand::random::<[u8; 16]>().to_vec())
+                        .or_insert_with(|| rng.random::<[u8; 16]>().to_vec())
                         .clone();
                     ocsp::query(leaf, issuer, settings.url.as_deref(), Some(&nonce))
                 })
@@ -431,7 +437,7 @@ impl Engine {
         };
         let authz = &eap.authz;
         if let Ok(lookup) = &answer {
-            authz.remember(&subject.identity, lookup, now.instant);
+            authz.remember(subject, lookup, now.instant);
         }
         let backend = authz.settings().directory;
         let m = &self.metrics.eap;

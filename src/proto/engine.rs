@@ -80,9 +80,11 @@ pub enum Action {
 /// Work for the outside world.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Work {
-    /// Look `identity` up in the directory; give up after `deadline`.
+    /// Look `identity` up in the directory (with its certificate's facts
+    /// for strong mapping); give up after `deadline`.
     Lookup {
         identity: String,
+        certificate: Option<Arc<crate::proto::tls::identity::CertIdentity>>,
         deadline: Duration,
     },
     /// Store this journal line (JSON, no newline) durably.

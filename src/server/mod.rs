@@ -122,10 +122,20 @@ pub async fn drive(shell: &Shell, mut action: Action) -> Action {
             return action;
         };
         let answer = match work {
-            Work::Lookup { identity, deadline } => {
+            Work::Lookup {
+                identity,
+                certificate,
+                deadline,
+            } => {
                 let result = match shell.directory.load_full() {
                     Some(dir) => {
-                        directory::lookup(dir.as_ref().as_ref(), &identity, deadline).await
+                        directory::lookup(
+                            dir.as_ref().as_ref(),
+                            &identity,
+                            certificate.as_deref(),
+                            deadline,
+                        )
+                        .await
                     }
                     None => Err(crate::proto::authz::DirectoryError::new(
                         "none",

@@ -139,6 +139,12 @@ impl Slapd {
     /// `start`, also serving StartTLS on the ldap:// port and ldaps:// on
     /// `tls_port`, with this (certificate, key) pair.
     pub fn start_with_tls(tls: Option<(PathBuf, PathBuf)>) -> Slapd {
+        Self::start_with(tls, "", "")
+    }
+
+    /// `start_with_tls`, with `schema` lines after the standard schemas and
+    /// `ldif` records (adds or `changetype: modify`) after the LDIF.
+    pub fn start_with(tls: Option<(PathBuf, PathBuf)>, schema: &str, ldif: &str) -> Slapd {
         let dir = tempfile::tempdir().expect("tempdir");
         let tls_lines = match &tls {
             Some((cert, key)) => format!(
@@ -154,6 +160,7 @@ impl Slapd {
              include /etc/ldap/schema/cosine.schema\n\
              include /etc/ldap/schema/inetorgperson.schema\n\
              include /etc/ldap/schema/nis.schema\n\
+             {schema}\n\
              {tls_lines}\
              pidfile {dir}/slapd.pid\n\
              modulepath /usr/lib/ldap\n\
@@ -171,7 +178,7 @@ impl Slapd {
             dir = dir.path().display()
         );
         std::fs::write(dir.path().join("slapd.conf"), conf).expect("slapd.conf");
-        std::fs::write(dir.path().join("data.ldif"), LDIF).expect("ldif");
+        std::fs::write(dir.path().join("data.ldif"), format!("{LDIF}\n{ldif}")).expect("ldif");
         let mut s = Slapd {
             child: None,
             dir,

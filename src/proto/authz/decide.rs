@@ -39,10 +39,28 @@ pub struct DecisionSettings {
     pub unknown_to_policy: bool,
     /// `file` or `ldap`, for logs and metrics.
     pub directory: &'static str,
+    /// Strong mapping: the entry's attribute (lower case) that must hold
+    /// one of the certificate's KB5014754 strong mappings.
+    pub binding: Option<String>,
+    /// Answers are cached per certificate, not per identity: the look-up
+    /// depends on the certificate (binding, or certificate facts in the
+    /// filter).
+    pub cache_by_certificate: bool,
 }
 
 /// The policy and the cache of one configuration: a reload starts a new
 /// one, with an empty cache.
+/// Whether `entry`'s `attr` holds one of the certificate's strong
+/// mappings (ASCII case aside, as Active Directory compares them).
+fn bound(subject: &Subject, entry: &Entry, attr: &str) -> bool {
+    let mappings = subject.certificate.strong_mappings();
+    entry.attributes.get(attr).is_some_and(|values| {
+        values
+            .iter()
+            .any(|v| mappings.iter().any(|m| m.eq_ignore_ascii_case(v.trim())))
+    })
+}
+
 pub struct Authorization {
     settings: DecisionSettings,
     cache: Cache,
@@ -68,8 +86,18 @@ impl Authorization {
     }
 
     /// The cached directory answer for `identity`, if fresh.
-    pub fn cached(&self, identity: &str, now: Instant) -> Option<Lookup> {
-        let hit = self.cache.get(&fold(identity), now);
+    /// What answers about `subject` are cached under.
+    fn cache_key(&self, subject: &Subject) -> String {
+        let identity = fold(&subject.identity);
+        if self.settings.cache_by_certificate {
+            format!("{identity}\0{}", subject.certificate.sha256)
+        } else {
+            identity
+        }
+    }
+
+    pub fn cached(&self, subject: &Subject, now: Instant) -> Option<Lookup> {
+        let hit = self.cache.get(&self.cache_key(subject), now);
         match hit {
             Some(_) => self.metrics.cache_hits.inc(),
             None => self.metrics.cache_misses.inc(),
@@ -78,8 +106,8 @@ impl Authorization {
     }
 
     /// Keeps a directory answer (never an error).
-    pub fn remember(&self, identity: &str, lookup: &Lookup, now: Instant) {
-        let evicted = self.cache.put(&fold(identity), lookup, now);
+    pub fn remember(&self, subject: &Subject, lookup: &Lookup, now: Instant) {
+        let evicted = self.cache.put(&self.cache_key(subject), lookup, now);
         self.metrics.cache_evictions.inc_by(evicted as u64);
         self.metrics.cache_entries.set(self.cache.len() as i64);
     }
@@ -129,6 +157,22 @@ impl Authorization {
                 }
             }
         };
+        if let Some(attr) = &s.binding
+            && !bound(subject, &entry, attr)
+        {
+            return Decision::Reject {
+                reason: "certificate_not_bound",
+                detail: format!(
+                    "{} has no {attr} value naming this certificate ({})",
+                    if entry.dn.is_empty() {
+                        "the entry"
+                    } else {
+                        &entry.dn
+                    },
+                    subject.certificate.issuer_serial_ad()
+                ),
+            };
+        }
         let (rule, decision) = s.policy.evaluate(subject, &entry);
         let outcome = match decision {
             Decision::Accept { .. } => "accept",

@@ -547,6 +547,7 @@ impl Engine {
                 ticket,
                 Work::Lookup {
                     identity: a.identity.clone(),
+                    certificate: Some(subject.certificate.clone()),
                     deadline,
                 },
             ));

@@ -35,13 +35,19 @@ pub enum IdentityError {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentitySource {
     Upn,
     Email,
     Cn,
     Dns,
     Uri,
+    /// URI SANs that start with this prefix (ASCII case aside), the
+    /// identity being the rest: `uri:IntuneDeviceId://` gives an Intune
+    /// device certificate's device id.
+    UriPrefix(String),
+    /// DirName SANs, as distinguished names.
+    Dirname,
 }
 
 impl IdentitySource {
@@ -52,17 +58,22 @@ impl IdentitySource {
             "cn" => IdentitySource::Cn,
             "dns" => IdentitySource::Dns,
             "uri" => IdentitySource::Uri,
-            _ => return None,
+            "dirname" => IdentitySource::Dirname,
+            _ => match s.strip_prefix("uri:") {
+                Some(prefix) if !prefix.is_empty() => IdentitySource::UriPrefix(prefix.to_string()),
+                _ => return None,
+            },
         })
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             IdentitySource::Upn => "upn",
             IdentitySource::Email => "email",
             IdentitySource::Cn => "cn",
             IdentitySource::Dns => "dns",
-            IdentitySource::Uri => "uri",
+            IdentitySource::Uri | IdentitySource::UriPrefix(_) => "uri",
+            IdentitySource::Dirname => "dirname",
         }
     }
 }
@@ -85,6 +96,13 @@ pub struct CertIdentity {
     pub issuer: String,
     /// SHA-256 of the DER certificate, hex.
     pub sha256: String,
+    /// SHA-1 of the DER certificate, hex (the thumbprint Windows shows).
+    pub sha1: String,
+    /// DirName SANs, as distinguished names.
+    pub dirnames: Vec<String>,
+    /// The issuer as Active Directory writes it in altSecurityIdentities:
+    /// its RDNs in certificate order, joined by ",".
+    pub issuer_ad: String,
 }
 
 /// The UTF8String inside a UPN otherName's `[0] EXPLICIT` value.
@@ -133,6 +151,25 @@ impl CertIdentity {
             serial: crate::proto::hex::encode(cert.raw_serial()),
             issuer: cert.issuer().to_string(),
             sha256: crate::proto::hex::encode(&Sha256::digest(der)),
+            sha1: crate::proto::hex::encode(&sha1::Sha1::digest(der)),
+            issuer_ad: cert
+                .issuer()
+                .iter()
+                .map(|rdn| {
+                    rdn.iter()
+                        .map(|atv| {
+                            let name = x509_parser::objects::oid2abbrev(
+                                atv.attr_type(),
+                                x509_parser::objects::oid_registry(),
+                            )
+                            .map_or_else(|_| atv.attr_type().to_id_string(), str::to_string);
+                            format!("{name}={}", atv.as_str().unwrap_or_default())
+                        })
+                        .collect::<Vec<_>>()
+                        .join("+")
+                })
+                .collect::<Vec<_>>()
+                .join(","),
             ..CertIdentity::default()
         };
         let san = extension(cert, &OID_X509_EXT_SUBJECT_ALT_NAME)
@@ -143,6 +180,7 @@ impl CertIdentity {
                     GeneralName::RFC822Name(s) => id.emails.push((*s).to_string()),
                     GeneralName::DNSName(s) => id.dns.push((*s).to_string()),
                     GeneralName::URI(s) => id.uris.push((*s).to_string()),
+                    GeneralName::DirectoryName(n) => id.dirnames.push(n.to_string()),
                     GeneralName::OtherName(oid, value) if *oid == OID_UPN => {
                         if let Some(upn) = upn_value(value) {
                             id.upns.push(upn);
@@ -155,19 +193,71 @@ impl CertIdentity {
         id
     }
 
+    /// The strong mapping KB5014754 calls X509IssuerSerialNumber:
+    /// `X509:<I>issuer<SR>serial`, the serial's octets in reverse order
+    /// (as Active Directory stores it), upper-case hex.
+    pub fn issuer_serial_ad(&self) -> String {
+        let bytes = crate::proto::hex::decode(&self.serial).unwrap_or_default();
+        let reversed: Vec<u8> = bytes.into_iter().rev().collect();
+        format!(
+            "X509:<I>{}<SR>{}",
+            self.issuer_ad,
+            crate::proto::hex::encode(&reversed).to_ascii_uppercase()
+        )
+    }
+
+    /// The strong mappings of KB5014754 that name this certificate:
+    /// issuer and serial, and the SHA-1 thumbprint (X509SHA1PublicKey).
+    pub fn strong_mappings(&self) -> [String; 2] {
+        [
+            self.issuer_serial_ad(),
+            format!("X509:<SHA1-PUKEY>{}", self.sha1.to_ascii_uppercase()),
+        ]
+    }
+
+    /// Certificate facts for directory filter templates (first values of
+    /// multi-valued ones; empty when absent).
+    pub fn facts(&self) -> [(&'static str, String); 7] {
+        let first = |v: &[String]| v.first().cloned().unwrap_or_default();
+        [
+            ("serial", self.serial.clone()),
+            ("issuer", self.issuer.clone()),
+            ("issuer_serial_ad", self.issuer_serial_ad()),
+            ("sha1", self.sha1.clone()),
+            ("sha256", self.sha256.clone()),
+            ("san_uri", first(&self.uris)),
+            ("san_dns", first(&self.dns)),
+        ]
+    }
+
     /// The subject's first CN.
     pub fn cn(&self) -> Option<&str> {
         self.cns.first().map(String::as_str)
     }
 
-    /// The values of one identity source.
-    pub fn values(&self, source: IdentitySource) -> &[String] {
+    /// The values of one identity source (for a URI prefix, what follows
+    /// the prefix).
+    pub fn values(&self, source: &IdentitySource) -> Vec<&str> {
+        fn all(v: &[String]) -> Vec<&str> {
+            v.iter().map(String::as_str).collect()
+        }
         match source {
-            IdentitySource::Upn => &self.upns,
-            IdentitySource::Email => &self.emails,
-            IdentitySource::Cn => &self.cns,
-            IdentitySource::Dns => &self.dns,
-            IdentitySource::Uri => &self.uris,
+            IdentitySource::Upn => all(&self.upns),
+            IdentitySource::Email => all(&self.emails),
+            IdentitySource::Cn => all(&self.cns),
+            IdentitySource::Dns => all(&self.dns),
+            IdentitySource::Uri => all(&self.uris),
+            IdentitySource::Dirname => all(&self.dirnames),
+            IdentitySource::UriPrefix(prefix) => self
+                .uris
+                .iter()
+                .filter(|u| {
+                    u.len() >= prefix.len()
+                        && u.is_char_boundary(prefix.len())
+                        && u[..prefix.len()].eq_ignore_ascii_case(prefix)
+                })
+                .map(|u| &u[prefix.len()..])
+                .collect(),
         }
     }
 
@@ -175,11 +265,14 @@ impl CertIdentity {
     /// where it came from. A source with several different values (two
     /// UPNs, two emails) names no single identity: that is an error, not
     /// a guess at the first.
-    pub fn pick(&self, order: &[IdentitySource]) -> Result<(IdentitySource, &str), IdentityError> {
-        for &source in order {
-            let values: Vec<&String> = self
+    pub fn pick<'a>(
+        &'a self,
+        order: &'a [IdentitySource],
+    ) -> Result<(&'a IdentitySource, &'a str), IdentityError> {
+        for source in order {
+            let values: Vec<&str> = self
                 .values(source)
-                .iter()
+                .into_iter()
                 .filter(|v| !v.is_empty())
                 .collect();
             let Some(first) = values.first() else {
@@ -264,6 +357,54 @@ mod tests {
         p.self_signed(&key).expect("cert").der().to_vec()
     }
 
+    /// Intune puts the device id in a URI SAN; AD's strong mapping names
+    /// issuer and serial with the serial's octets reversed.
+    #[test]
+    fn uri_prefixes_dirnames_and_strong_mappings() {
+        let der = cert(
+            vec![
+                SanType::URI("IntuneDeviceId://5f2b-77".try_into().expect("ia5")),
+                SanType::URI("urn:other".try_into().expect("ia5")),
+            ],
+            "laptop",
+        );
+        let id = CertIdentity::from_der(&der).expect("parses");
+        let intune = [IdentitySource::parse("uri:intunedeviceid://").expect("source")];
+        assert_eq!(id.pick(&intune).map(|(_, v)| v), Ok("5f2b-77"));
+        let none = [IdentitySource::parse("uri:MS-Organization-Access://").expect("source")];
+        assert!(id.pick(&none).is_err());
+        // rcgen writes no DirName SAN; the source reads the parsed list.
+        let with_dirname = CertIdentity {
+            dirnames: vec!["CN=device 7".into()],
+            ..CertIdentity::default()
+        };
+        assert_eq!(
+            with_dirname
+                .pick(&[IdentitySource::Dirname])
+                .map(|(_, v)| v),
+            Ok("CN=device 7")
+        );
+        assert_eq!(IdentitySource::parse("uri:"), None);
+        let fake = CertIdentity {
+            serial: "2b0000000000000012".into(),
+            issuer_ad: "DC=com,DC=contoso,CN=CONTOSO-DC-CA".into(),
+            sha1: "ab01".into(),
+            ..CertIdentity::default()
+        };
+        assert_eq!(
+            fake.strong_mappings(),
+            [
+                "X509:<I>DC=com,DC=contoso,CN=CONTOSO-DC-CA<SR>12000000000000002B".to_string(),
+                "X509:<SHA1-PUKEY>AB01".to_string()
+            ]
+        );
+        assert_eq!(id.sha1.len(), 40);
+        assert_eq!(
+            id.issuer_ad, "CN=laptop,OU=Staff",
+            "self-signed: its own subject"
+        );
+    }
+
     #[test]
     fn reads_every_source_and_picks_by_order() {
         let der = cert(
@@ -289,11 +430,11 @@ mod tests {
         use IdentitySource::*;
         assert_eq!(
             id.pick(&[Upn, Email, Cn]),
-            Ok((Upn, "alice.upn@corp.example"))
+            Ok((&Upn, "alice.upn@corp.example"))
         );
-        assert_eq!(id.pick(&[Email, Cn]), Ok((Email, "alice@example.org")));
+        assert_eq!(id.pick(&[Email, Cn]), Ok((&Email, "alice@example.org")));
         let bare = CertIdentity::from_der(&cert(vec![], "bob")).expect("parses");
-        assert_eq!(bare.pick(&[Upn, Email, Cn]), Ok((Cn, "bob")));
+        assert_eq!(bare.pick(&[Upn, Email, Cn]), Ok((&Cn, "bob")));
         assert!(bare.pick(&[Upn, Email]).is_err());
         assert!(CertIdentity::from_der(b"junk").is_err());
     }
@@ -324,7 +465,7 @@ mod tests {
         );
         assert!(err.to_string().contains("admin@corp.example"), "{err}");
         // Another source first is fine: only the chosen one must be single.
-        assert_eq!(two_upns.pick(&[Cn]), Ok((Cn, "Alice")));
+        assert_eq!(two_upns.pick(&[Cn]), Ok((&Cn, "Alice")));
         let two_emails = CertIdentity::from_der(&cert(
             vec![email("a@example.org"), email("b@example.org")],
             "x",
@@ -340,7 +481,7 @@ mod tests {
             "x",
         ))
         .expect("parses");
-        assert_eq!(same.pick(&[Email]), Ok((Email, "a@example.org")));
+        assert_eq!(same.pick(&[Email]), Ok((&Email, "a@example.org")));
     }
 
     #[test]

@@ -75,7 +75,11 @@ impl FileDirectory {
 }
 
 impl Directory for FileDirectory {
-    fn lookup<'a>(&'a self, identity: &'a str) -> LookupFuture<'a> {
+    fn lookup<'a>(
+        &'a self,
+        identity: &'a str,
+        _certificate: Option<&'a crate::proto::tls::identity::CertIdentity>,
+    ) -> LookupFuture<'a> {
         Box::pin(std::future::ready(Ok(self.find(identity))))
     }
 

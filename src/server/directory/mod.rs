@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::proto::authz::{DirectoryError, Lookup};
+use crate::proto::tls::identity::CertIdentity;
 
 pub type LookupFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Lookup, DirectoryError>> + Send + 'a>>;
@@ -18,16 +19,25 @@ pub type LookupFuture<'a> =
 /// Where identities and their groups come from.
 pub trait Directory: Send + Sync + std::fmt::Debug {
     /// Looks `identity` up (the certificate identity, unescaped: escaping
-    /// for a query language is the directory's job).
-    fn lookup<'a>(&'a self, identity: &'a str) -> LookupFuture<'a>;
+    /// for a query language is the directory's job); `certificate` gives
+    /// the facts strong mapping filters use (`{issuer_serial_ad}`, …).
+    fn lookup<'a>(
+        &'a self,
+        identity: &'a str,
+        certificate: Option<&'a CertIdentity>,
+    ) -> LookupFuture<'a>;
 
     /// For logs and metrics.
     fn name(&self) -> &'static str;
 }
 
 impl<T: Directory + ?Sized> Directory for std::sync::Arc<T> {
-    fn lookup<'a>(&'a self, identity: &'a str) -> LookupFuture<'a> {
-        (**self).lookup(identity)
+    fn lookup<'a>(
+        &'a self,
+        identity: &'a str,
+        certificate: Option<&'a CertIdentity>,
+    ) -> LookupFuture<'a> {
+        (**self).lookup(identity, certificate)
     }
 
     fn name(&self) -> &'static str {
@@ -63,9 +73,10 @@ pub fn open(kind: &DirectoryKind, metrics: &crate::metrics::AuthzMetrics) -> Box
 pub async fn lookup(
     directory: &dyn Directory,
     identity: &str,
+    certificate: Option<&CertIdentity>,
     deadline: std::time::Duration,
 ) -> Result<Lookup, DirectoryError> {
-    tokio::time::timeout(deadline, directory.lookup(identity))
+    tokio::time::timeout(deadline, directory.lookup(identity, certificate))
         .await
         .map_err(|_| {
             DirectoryError::new(

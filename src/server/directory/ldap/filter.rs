@@ -16,6 +16,18 @@ pub struct FilterTemplate {
 /// Placeholders a template may use.
 pub const PLACEHOLDERS: [&str; 4] = ["identity", "user", "realm", "dn"];
 
+/// Certificate facts a user filter may use too (strong mapping): see
+/// `CertIdentity::facts`.
+pub const CERTIFICATE_PLACEHOLDERS: [&str; 7] = [
+    "serial",
+    "issuer",
+    "issuer_serial_ad",
+    "sha1",
+    "sha256",
+    "san_uri",
+    "san_dns",
+];
+
 impl FilterTemplate {
     /// Checks balanced parentheses and known placeholders; `allowed` is the
     /// subset of `PLACEHOLDERS` this filter may use.
@@ -67,6 +79,13 @@ impl FilterTemplate {
     /// without one would find the same entry for everyone).
     pub fn has_placeholders(&self) -> bool {
         self.text.contains('{')
+    }
+
+    /// Whether the filter uses any of `names`.
+    pub fn uses_any(&self, names: &[&str]) -> bool {
+        names
+            .iter()
+            .any(|n| self.text.contains(&format!("{{{n}}}")))
     }
 
     /// The filter with each placeholder replaced by its escaped value.

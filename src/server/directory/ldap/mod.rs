@@ -19,6 +19,7 @@ use ldap3::{Ldap, Scope, SearchEntry};
 use super::{Directory, LookupFuture};
 use crate::metrics::AuthzMetrics;
 use crate::proto::authz::{DirectoryError, Entry, Group, Lookup};
+use crate::proto::tls::identity::CertIdentity;
 use dn::{first_rdn_value, is_under};
 use filter::FilterTemplate;
 use pool::{Pool, Server, classify, is_transport};
@@ -108,7 +109,11 @@ impl LdapDirectory {
 
     /// Servers in order, skipping those backing off; each transport
     /// failure moves to the next one.
-    async fn find(&self, identity: &str) -> Result<Lookup, DirectoryError> {
+    async fn find(
+        &self,
+        identity: &str,
+        certificate: Option<&CertIdentity>,
+    ) -> Result<Lookup, DirectoryError> {
         let mut last: Option<DirectoryError> = None;
         let mut tried = 0;
         for server in &self.pool.servers {
@@ -131,7 +136,7 @@ impl LdapDirectory {
             tried += 1;
             let result = match self.pool.checkout(server, &self.metrics).await {
                 Ok(mut c) => {
-                    let r = self.query(server, &mut c.ldap, identity).await;
+                    let r = self.query(server, &mut c.ldap, identity, certificate).await;
                     if let Err(e) = &r
                         && is_transport(e.kind)
                     {
@@ -205,10 +210,13 @@ impl LdapDirectory {
         server: &Server,
         ldap: &mut Ldap,
         identity: &str,
+        certificate: Option<&CertIdentity>,
     ) -> Result<Lookup, DirectoryError> {
         let s = &*self.settings;
         let (user, realm) = identity.rsplit_once('@').unwrap_or((identity, ""));
-        let values = [("identity", identity), ("user", user), ("realm", realm)];
+        let facts = certificate.map(CertIdentity::facts);
+        let mut values = vec![("identity", identity), ("user", user), ("realm", realm)];
+        values.extend(facts.iter().flatten().map(|(k, v)| (*k, v.as_str())));
         let user_filter = s.user_filter.expand(&values);
         // The common case (an enabled user) in one search: the disabled
         // condition is folded into the filter, and only an empty answer
@@ -421,8 +429,12 @@ fn attr_values<'e>(e: &'e SearchEntry, name: &str) -> &'e [String] {
 }
 
 impl Directory for LdapDirectory {
-    fn lookup<'a>(&'a self, identity: &'a str) -> LookupFuture<'a> {
-        Box::pin(self.find(identity))
+    fn lookup<'a>(
+        &'a self,
+        identity: &'a str,
+        certificate: Option<&'a CertIdentity>,
+    ) -> LookupFuture<'a> {
+        Box::pin(self.find(identity, certificate))
     }
 
     fn name(&self) -> &'static str {
