@@ -298,6 +298,9 @@ enum PkiAction {
         /// Days of validity from now.
         #[arg(long, default_value_t = 365)]
         days: i64,
+        /// An OCSP responder URL to put in the certificate's AIA.
+        #[arg(long)]
+        ocsp_url: Option<String>,
     },
     /// Revoke every certificate of NAME and rewrite crl.pem.
     Revoke {
@@ -331,10 +334,12 @@ fn pki(action: PkiAction) -> ExitCode {
             name,
             intermediate,
             days,
+            ocsp_url,
         } => {
             let opts = ClientOptions {
                 via_intermediate: intermediate,
                 valid_until_days: days,
+                ocsp_url,
                 ..ClientOptions::default()
             };
             Pki::open(&dir).issue_client(&name, &opts).map(|f| {

@@ -187,3 +187,60 @@ async fn a_forged_answer_is_refused() {
         "{logged}"
     );
 }
+
+/// The certificate health gauges operators alert on, and the example alert
+/// rules: `promtool check rules` accepts them, and every metric they use
+/// is one the server exports.
+#[test]
+fn expiry_gauges_and_the_example_alert_rules() {
+    require!("promtool");
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let s = TestServer::start(&format!("{}\n{}", lab.config("", ""), loopback_client("")));
+    // The demo CA is valid for years, the CRL for 30 days (pki.rs).
+    let text = poll::expect(WAIT, "no expiry gauges", || {
+        let t = s.metrics_text();
+        t.contains("certgate_tls_expiry_seconds{kind=\"crl\"")
+            .then_some(t)
+    });
+    let value = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+    };
+    let crl = value("certgate_tls_expiry_seconds{kind=\"crl\",name=\"");
+    assert!(crl > 29.0 * 86400.0 && crl <= 30.0 * 86400.0, "{crl}");
+    let server = value(
+        "certgate_tls_expiry_seconds{kind=\"certificate\",name=\"CN=radius.example.org\",role=\"eap_server\"}",
+    );
+    assert!(server > 86400.0, "{server}");
+    assert!(text.contains("role=\"eap_ca\""), "{text}");
+
+    let rules =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/alerts/certgate-rules.yml");
+    let out = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = std::fs::read_to_string(&rules).expect("rules");
+    let mut used: Vec<&str> = yaml
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("certgate_"))
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    assert!(used.len() >= 3, "{used:?}");
+    for metric in used {
+        assert!(
+            text.contains(&format!("# TYPE {metric} ")),
+            "the rules use {metric}, which the server does not export"
+        );
+    }
+}

@@ -54,6 +54,7 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub duplicate_cache_entries: IntGauge,
     pub build_info: IntGaugeVec,
+    pub expiry: IntGaugeVec,
     pub scrape_duration: Histogram,
     pub http_requests: IntCounterVec,
     pub http_refused: IntCounter,
@@ -126,6 +127,13 @@ impl Metrics {
             ),
             &["version"],
         )?;
+        let expiry = IntGaugeVec::new(
+            Opts::new(
+                "certgate_tls_expiry_seconds",
+                "Seconds until a configured certificate expires (kind=certificate) or a loaded CRL's nextUpdate passes (kind=crl); negative once past. role: eap_server, eap_ca, eap_crl, radsec_server, radsec_ca, radsec_crl.",
+            ),
+            &["kind", "role", "name"],
+        )?;
         let scrape_duration = Histogram::with_opts(HistogramOpts::new(
             "certgate_metrics_scrape_duration_seconds",
             "Time to render the metrics page.",
@@ -151,6 +159,7 @@ impl Metrics {
             Box::new(reloads.clone()),
             Box::new(duplicate_cache_entries.clone()),
             Box::new(build_info.clone()),
+            Box::new(expiry.clone()),
             Box::new(scrape_duration.clone()),
             Box::new(http_requests.clone()),
             Box::new(http_refused.clone()),
@@ -177,6 +186,7 @@ impl Metrics {
             reloads,
             duplicate_cache_entries,
             build_info,
+            expiry,
             scrape_duration,
             http_requests,
             http_refused,

@@ -191,6 +191,8 @@ pub struct Engine {
     /// cache key: queries for one certificate share it, and their octets).
     pub(super) ocsp_cache: crate::proto::ocsp::cache::OcspCache,
     pub(super) ocsp_nonces: Mutex<HashMap<String, Vec<u8>>>,
+    /// The expiry gauge series set at the last tick.
+    deadlines_shown: Mutex<Vec<[String; 3]>>,
     das: Mutex<das::DasState>,
 }
 
@@ -264,6 +266,7 @@ impl Engine {
             authentications: Mutex::new(authentications),
             ocsp_cache: crate::proto::ocsp::cache::OcspCache::new(ocsp_entries),
             ocsp_nonces: Mutex::new(HashMap::new()),
+            deadlines_shown: Mutex::new(Vec::new()),
             das: Mutex::new(das),
             runtime: ArcSwap::from_pointee(runtime),
             dedup,
@@ -621,6 +624,7 @@ impl Engine {
         m.ocsp
             .cache_entries
             .set(self.ocsp_cache.sweep(now.unix_secs()) as i64);
+        self.publish_deadlines(now);
         // A directory look-up whose answer never came: the shell enforces
         // the deadline, so this is a safety net, not a path.
         let overdue: Vec<Parked> = {
@@ -641,6 +645,28 @@ impl Engine {
             tracing::warn!(client = %p.origin.client.name, "no directory or OCSP answer past the deadline; conversation ended");
             self.finish(now, p.origin, Response::Drop(DropReason::EapDiscarded));
         }
+    }
+
+    /// Sets the expiry gauges from the running configuration's deadlines;
+    /// series of certificates and CRLs a reload removed are dropped.
+    fn publish_deadlines(&self, now: Now) {
+        let runtime = self.runtime.load();
+        let gauge = &self.metrics.expiry;
+        let mut shown = self.deadlines_shown.lock();
+        let current: Vec<[String; 3]> = runtime
+            .deadlines
+            .iter()
+            .map(|d| [d.kind.to_string(), d.role.to_string(), d.name.clone()])
+            .collect();
+        for old in shown.iter().filter(|l| !current.contains(l)) {
+            let _ = gauge.remove_label_values(&[&old[0], &old[1], &old[2]]);
+        }
+        for (d, labels) in runtime.deadlines.iter().zip(&current) {
+            gauge
+                .with_label_values(&[&labels[0], &labels[1], &labels[2]])
+                .set(d.at - now.unix_secs());
+        }
+        *shown = current;
     }
 
     /// A journal record read back at start: rebuilds live sessions.

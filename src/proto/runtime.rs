@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::authz::decide::Authorization;
 use super::clients::ClientTable;
 use super::radsec::RadsecClients;
+use super::tls::health::{self, Deadline};
 use super::tls::revoked::Revoked;
 use super::tls::{SessionStore, TlsContext, TlsError};
 use crate::config::{Config, EapConfig, RadsecConfig};
@@ -22,6 +23,8 @@ pub struct Runtime {
     pub eap: Option<EapRuntime>,
     /// None when RadSec is not configured.
     pub radsec: Option<RadsecRuntime>,
+    /// When certificates expire and CRLs go stale (health gauges).
+    pub deadlines: Vec<Deadline>,
 }
 
 /// RadSec's part: its settings, the TLS context NAS connections are
@@ -75,11 +78,19 @@ impl Runtime {
             }),
             None => None,
         };
+        let mut deadlines = Vec::new();
+        if let Some(e) = &config.eap {
+            health::deadlines("eap", &e.material, &mut deadlines);
+        }
+        if let Some(r) = &config.radsec {
+            health::deadlines("radsec", &r.material, &mut deadlines);
+        }
         Ok(Runtime {
             config,
             clients,
             eap,
             radsec,
+            deadlines,
         })
     }
 }

@@ -6,6 +6,7 @@
 //! connection driving (`eap::tls_session` does that).
 
 pub mod chain_cache;
+pub mod health;
 pub mod identity;
 pub mod revoked;
 pub mod session_store;
