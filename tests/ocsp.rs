@@ -244,3 +244,56 @@ fn expiry_gauges_and_the_example_alert_rules() {
         );
     }
 }
+
+/// `ocsp.check_chain`: the intermediate CA the client sent is asked about
+/// too (after the client's own certificate): good, the client is let in;
+/// revoked at the responder (in no CRL), refused as issuer_revoked.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_chain_asks_about_the_intermediate_too() {
+    require!("openssl");
+    let (lab, responder) = lab();
+    let via = ClientOptions {
+        via_intermediate: true,
+        ..ClientOptions::default()
+    };
+    lab.pki
+        .issue_client("chained@example.org", &via)
+        .expect("issue");
+    let mut users = std::fs::read_to_string(lab.dir.path().join("users.toml")).expect("users");
+    users.push_str("[users.\"chained@example.org\"]\ngroups = [\"staff\"]\n");
+    std::fs::write(lab.dir.path().join("users.toml"), users).expect("users");
+    responder.add_intermediate(&lab.pki);
+    // The lab's intermediate has no AIA: the configured URL serves both.
+    let ocsp = format!("check_chain = true\nurl = {:?}", responder.url());
+    let answered = || {
+        responder
+            .answered
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let s = server(&lab, &ocsp);
+    let (code, _) = code_for(&lab, &s, "chained@example.org").await;
+    assert_eq!(code, Code::AccessAccept);
+    assert_eq!(answered(), 2, "the client certificate and the intermediate");
+    assert_eq!(
+        s.metric("certgate_ocsp_queries_total{result=\"good\"}"),
+        2.0
+    );
+    drop(s);
+
+    responder.revoke_intermediate(&lab.pki);
+    let s = server(&lab, &ocsp);
+    let (code, _) = code_for(&lab, &s, "chained@example.org").await;
+    assert_eq!(code, Code::AccessReject);
+    let refused = s
+        .wait_log(|v| v["message"] == "access rejected", WAIT)
+        .expect("logged");
+    assert_eq!(refused["reason"], "issuer_revoked");
+    drop(s);
+
+    // Without check_chain only the client's own certificate is asked.
+    let before = answered();
+    let s = server(&lab, &format!("url = {:?}", responder.url()));
+    let (code, _) = code_for(&lab, &s, "chained@example.org").await;
+    assert_eq!(code, Code::AccessAccept);
+    assert_eq!(answered(), before + 1);
+}

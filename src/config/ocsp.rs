@@ -21,6 +21,7 @@ pub(super) struct RawOcsp {
     unknown: String,
     nonce: bool,
     clock_skew: String,
+    check_chain: bool,
 }
 
 impl Default for RawOcsp {
@@ -35,6 +36,7 @@ impl Default for RawOcsp {
             unknown: "reject".into(),
             nonce: false,
             clock_skew: "5m".into(),
+            check_chain: false,
         }
     }
 }
@@ -78,5 +80,6 @@ pub(super) fn validate(p: &mut Problems, raw: &RawOcsp) -> Option<OcspSettings> 
         unknown_rejects: super::either(p, "ocsp.unknown", &raw.unknown, "accept", "reject"),
         nonce: raw.nonce,
         clock_skew: parse_duration(p, "ocsp.clock_skew", &raw.clock_skew),
+        check_chain: raw.check_chain,
     })
 }

@@ -99,7 +99,8 @@ enum OcspStart {
     /// Good (or allowed on): on to the directory.
     Go,
     Stop(Failure),
-    Ask(Box<Query>),
+    /// Ask about these in turn (not cached).
+    Ask(Vec<Query>),
 }
 
 fn text(value: Option<&[u8]>) -> Option<&str> {
@@ -186,27 +187,16 @@ impl Engine {
                         rng,
                     );
                 }
-                OcspStart::Ask(query) => {
-                    let work = Work::Ocsp {
-                        key: query.key.clone(),
-                        url: query.url.clone(),
-                        get: crate::proto::ocsp::get_url(&query),
-                        request: query.request.clone(),
-                        deadline: settings.timeout,
-                    };
-                    let ticket = self.park(Parked {
+                OcspStart::Ask(queries) => {
+                    return self.ocsp_ask(
+                        now,
+                        runtime,
                         origin,
-                        asked: now.instant,
-                        waiting: Waiting::Ocsp {
-                            runtime: runtime.clone(),
-                            out: Box::new(out),
-                            subject: Box::new(subject),
-                            key_name_requested,
-                            query,
-                            deadline: settings.timeout,
-                        },
-                    });
-                    return Action::Ask { ticket, work };
+                        out,
+                        subject,
+                        key_name_requested,
+                        queries,
+                    );
                 }
             }
         }
@@ -285,55 +275,131 @@ impl Engine {
         else {
             return OcspStart::Stop(Failure::new("internal", "no handshake result"));
         };
-        let Some(leaf) = chain.first() else {
+        if chain.is_empty() {
             return OcspStart::Stop(Failure::new("internal", "no client certificate"));
-        };
-        let candidates = chain[1..]
-            .iter()
-            .chain(&eap.config.material.roots)
-            .map(|c| c.as_ref());
-        let query = match ocsp::issuer_of(leaf, candidates) {
-            None => Err(OcspError::NoIssuer),
-            Some(issuer) => {
-                ocsp::query(leaf, issuer, settings.url.as_deref(), None).and_then(|q| {
-                    if !settings.nonce {
-                        return Ok(q);
-                    }
-                    let nonce = self
-                        .ocsp_nonces
-                        .lock()
-                        .entry(q.key.clone())
-                        .or_insert_with(|| rng.random::<[u8; 16]>().to_vec())
-                        .clone();
-                    ocsp::query(leaf, issuer, settings.url.as_deref(), Some(&nonce))
-                })
-            }
-        };
-        match query {
-            Ok(q) => match self.ocsp_cache.get(&q.key, now.unix_secs()) {
-                Some(hit) => {
-                    self.metrics.ocsp.cache_hits.inc();
-                    self.ocsp_verdict(settings, Ok(hit))
+        }
+        // The client's certificate, then (check_chain) each CA certificate
+        // it sent, each with the certificate that issued it.
+        let asked = if settings.check_chain { chain.len() } else { 1 };
+        let mut misses = Vec::new();
+        for (i, cert) in chain.iter().enumerate().take(asked) {
+            let candidates = chain[i + 1..]
+                .iter()
+                .chain(&eap.config.material.roots)
+                .map(|c| c.as_ref());
+            let query = match ocsp::issuer_of(cert, candidates) {
+                None => Err(OcspError::NoIssuer),
+                Some(issuer) => {
+                    ocsp::query(cert, issuer, settings.url.as_deref(), None).and_then(|q| {
+                        if !settings.nonce {
+                            return Ok(q);
+                        }
+                        let nonce = self
+                            .ocsp_nonces
+                            .lock()
+                            .entry(q.key.clone())
+                            .or_insert_with(|| rng.random::<[u8; 16]>().to_vec())
+                            .clone();
+                        ocsp::query(cert, issuer, settings.url.as_deref(), Some(&nonce))
+                    })
                 }
-                None => OcspStart::Ask(Box::new(q)),
-            },
-            Err(e) => {
-                self.metrics
-                    .ocsp
-                    .queries
-                    .with_label_values(&[e.label()])
-                    .inc();
-                self.ocsp_verdict(settings, Err(e))
             }
+            .map(|mut q| {
+                q.ca = i > 0;
+                q
+            });
+            let verdict = match query {
+                Ok(q) => match self.ocsp_cache.get(&q.key, now.unix_secs()) {
+                    Some(hit) => {
+                        self.metrics.ocsp.cache_hits.inc();
+                        self.ocsp_verdict(settings, &q, Ok(hit))
+                    }
+                    None => {
+                        misses.push(q);
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    self.metrics
+                        .ocsp
+                        .queries
+                        .with_label_values(&[e.label()])
+                        .inc();
+                    let about = if i == 0 {
+                        "the client certificate"
+                    } else {
+                        "a CA certificate of the chain"
+                    };
+                    tracing::warn!(about, error = %e, "no OCSP query possible");
+                    self.ocsp_verdict_error(settings, e)
+                }
+            };
+            if let OcspStart::Stop(failure) = verdict {
+                return OcspStart::Stop(failure);
+            }
+        }
+        if misses.is_empty() {
+            OcspStart::Go
+        } else {
+            OcspStart::Ask(misses)
         }
     }
 
-    /// What an OCSP result means for the authentication.
+    /// Asks the responder about the first of `queries`; the rest wait in
+    /// the parked request and are asked in turn.
+    #[allow(clippy::too_many_arguments)]
+    fn ocsp_ask(
+        &self,
+        now: Now,
+        runtime: &Arc<Runtime>,
+        origin: Origin,
+        out: CheckedOut,
+        subject: Subject,
+        key_name_requested: bool,
+        mut queries: Vec<Query>,
+    ) -> Action {
+        let Some(settings) = &runtime.config.ocsp else {
+            return self.finish(now, origin, Response::Drop(DropReason::Internal));
+        };
+        if queries.is_empty() {
+            return self.finish(now, origin, Response::Drop(DropReason::Internal));
+        }
+        let query = Box::new(queries.remove(0));
+        let work = Work::Ocsp {
+            key: query.key.clone(),
+            url: query.url.clone(),
+            get: ocsp::get_url(&query),
+            request: query.request.clone(),
+            deadline: settings.timeout,
+        };
+        let ticket = self.park(Parked {
+            origin,
+            asked: now.instant,
+            waiting: Waiting::Ocsp {
+                runtime: runtime.clone(),
+                out: Box::new(out),
+                subject: Box::new(subject),
+                key_name_requested,
+                query,
+                rest: queries,
+                deadline: settings.timeout,
+            },
+        });
+        Action::Ask { ticket, work }
+    }
+
+    /// What an OCSP result about `q` means for the authentication.
     fn ocsp_verdict(
         &self,
         settings: &OcspSettings,
+        q: &Query,
         result: Result<Checked, OcspError>,
     ) -> OcspStart {
+        let (revoked, unknown) = if q.ca {
+            ("issuer_revoked", "issuer_unknown")
+        } else {
+            ("certificate_revoked", "certificate_unknown")
+        };
         match result {
             Ok(Checked {
                 status: Status::Good,
@@ -343,33 +409,36 @@ impl Engine {
                 status: Status::Revoked,
                 ..
             }) => OcspStart::Stop(Failure::new(
-                "certificate_revoked",
-                "OCSP: the certificate is revoked",
+                revoked,
+                format!("OCSP: {} is revoked", q.about),
             )),
             Ok(Checked {
                 status: Status::Unknown,
                 ..
             }) if settings.unknown_rejects => OcspStart::Stop(Failure::new(
-                "certificate_unknown",
-                "OCSP: the responder does not know the certificate",
+                unknown,
+                format!("OCSP: the responder does not know {}", q.about),
             )),
             Ok(_) => OcspStart::Go,
-            Err(e) => {
-                let action = settings.on_unavailable;
-                self.metrics
-                    .ocsp
-                    .fallbacks
-                    .with_label_values(&[action.as_str()])
-                    .inc();
-                match action {
-                    OnUnavailable::Reject => {
-                        OcspStart::Stop(Failure::new("ocsp_unavailable", e.to_string()))
-                    }
-                    OnUnavailable::Crl | OnUnavailable::Accept => {
-                        tracing::warn!(error = %e, on_unavailable = action.as_str(), "no valid OCSP answer; authentication goes on");
-                        OcspStart::Go
-                    }
-                }
+            Err(e) => self.ocsp_verdict_error(settings, e),
+        }
+    }
+
+    /// No valid answer: `ocsp.on_unavailable` decides.
+    fn ocsp_verdict_error(&self, settings: &OcspSettings, e: OcspError) -> OcspStart {
+        let action = settings.on_unavailable;
+        self.metrics
+            .ocsp
+            .fallbacks
+            .with_label_values(&[action.as_str()])
+            .inc();
+        match action {
+            OnUnavailable::Reject => {
+                OcspStart::Stop(Failure::new("ocsp_unavailable", e.to_string()))
+            }
+            OnUnavailable::Crl | OnUnavailable::Accept => {
+                tracing::warn!(error = %e, on_unavailable = action.as_str(), "no valid OCSP answer; authentication goes on");
+                OcspStart::Go
             }
         }
     }
@@ -385,6 +454,7 @@ impl Engine {
         out: CheckedOut,
         subject: Subject,
         query: &Query,
+        rest: Vec<Query>,
         answer: Result<Vec<u8>, String>,
         waited: Duration,
         key_name_requested: bool,
@@ -409,9 +479,12 @@ impl Engine {
                 tracing::warn!(url = %query.url, identity = %subject.identity, error = %e, "OCSP query failed");
             }
         }
-        match self.ocsp_verdict(settings, result) {
+        match self.ocsp_verdict(settings, query, result) {
             OcspStart::Stop(failure) => {
                 self.conclude(now, eap, origin, out, Err(failure), key_name_requested, rng)
+            }
+            _ if !rest.is_empty() => {
+                self.ocsp_ask(now, runtime, origin, out, subject, key_name_requested, rest)
             }
             _ => self.look_up(now, runtime, origin, out, subject, key_name_requested, rng),
         }

@@ -166,6 +166,8 @@ pub(super) enum Waiting {
         subject: Box<Subject>,
         key_name_requested: bool,
         query: Box<crate::proto::ocsp::Query>,
+        /// Queries to ask after this one (`ocsp.check_chain`).
+        rest: Vec<crate::proto::ocsp::Query>,
         deadline: Duration,
     },
 }
@@ -570,6 +572,7 @@ impl Engine {
                     subject,
                     key_name_requested,
                     query,
+                    rest,
                     ..
                 },
                 Answer::Ocsp(result),
@@ -580,6 +583,7 @@ impl Engine {
                 *out,
                 *subject,
                 &query,
+                rest,
                 result,
                 now.instant.saturating_duration_since(asked),
                 key_name_requested,

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use certgate::pki::{ClientOptions, Pki};
+use rustls::pki_types::pem::PemObject;
 
 pub const SIGNER: &str = "ocsp-signer";
 
@@ -30,8 +31,11 @@ pub struct Responder {
     pub answered: Arc<AtomicUsize>,
     revoked: Arc<Mutex<HashSet<String>>>,
     pki_index: PathBuf,
-    /// The responder certificate and key `openssl ocsp` signs with.
-    signer: Arc<Mutex<(PathBuf, PathBuf)>>,
+    /// Per CA: (issuer key hash, CA certificate, responder certificate,
+    /// responder key); `openssl ocsp` answers for the CA a request names.
+    cas: Arc<Mutex<Vec<Ca>>>,
+    /// Serials outside the PKI's index (the intermediate CA's), revoked or not.
+    extra: Arc<Mutex<Vec<(String, bool)>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -59,15 +63,16 @@ impl Responder {
             answered: Arc::new(AtomicUsize::new(0)),
             revoked: Arc::new(Mutex::new(HashSet::new())),
             pki_index: pki.path("index.txt"),
-            signer: Arc::new(Mutex::new((
+            cas: Arc::new(Mutex::new(vec![Ca::new(
+                pki.path("ca.pem"),
                 pki.dir().join(format!("clients/{SIGNER}.pem")),
                 pki.dir().join(format!("clients/{SIGNER}.key")),
-            ))),
+            )])),
+            extra: Arc::new(Mutex::new(Vec::new())),
             thread: None,
         };
         let (hang, stop, answered) = (r.hang.clone(), r.stop.clone(), r.answered.clone());
-        let ca = pki.path("ca.pem");
-        let signer = r.signer.clone();
+        let cas = r.cas.clone();
         let index = dir.join("index.txt");
         r.write_index();
         let thread = std::thread::spawn(move || {
@@ -84,8 +89,7 @@ impl Responder {
                     held.push(stream);
                     continue;
                 }
-                let (cert, key) = signer.lock().expect("lock").clone();
-                if serve(stream, &dir, &index, &ca, &cert, &key) {
+                if serve(stream, &dir, &index, &cas) {
                     answered.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -110,6 +114,13 @@ impl Responder {
         let text = std::fs::read_to_string(&self.pki_index).unwrap_or_default();
         let revoked = self.revoked.lock().expect("lock");
         let mut out = String::new();
+        for (serial, r) in self.extra.lock().expect("lock").iter() {
+            out.push_str(&format!(
+                "{}\t301231235959Z\t{}\t{serial}\tunknown\t/CN=intermediate\n",
+                if *r { "R" } else { "V" },
+                if *r { "261101000000Z" } else { "" },
+            ));
+        }
         for line in text.lines() {
             let f: Vec<&str> = line.splitn(4, ' ').collect();
             let [serial, _, status, name] = f[..] else {
@@ -135,7 +146,51 @@ impl Responder {
             ..ClientOptions::default()
         };
         let files = other.issue_client(SIGNER, &signing).expect("forger");
-        *self.signer.lock().expect("lock") = (files.certificate, files.key);
+        for ca in self.cas.lock().expect("lock").iter_mut() {
+            ca.signer = files.certificate.clone();
+            ca.key = files.key.clone();
+        }
+    }
+
+    /// Also answers for `pki`'s intermediate CA (signing with a responder
+    /// certificate it issued), and lists the intermediate's own serial
+    /// (good) for questions about it.
+    pub fn add_intermediate(&self, pki: &Pki) {
+        let signing = ClientOptions {
+            ocsp_signing: true,
+            sans: false,
+            via_intermediate: true,
+            ..ClientOptions::default()
+        };
+        let files = pki
+            .issue_client("ocsp-signer-int", &signing)
+            .expect("signer");
+        // The issued file holds the responder certificate, then the
+        // intermediate: keep the first only.
+        let pem = std::fs::read_to_string(&files.certificate).expect("pem");
+        let end = pem.find("-----END CERTIFICATE-----").expect("pem")
+            + "-----END CERTIFICATE-----\n".len();
+        let signer = self.dir.join("signer-int.pem");
+        std::fs::write(&signer, &pem[..end.min(pem.len())]).expect("signer");
+        self.cas.lock().expect("lock").push(Ca::new(
+            pki.path("intermediate.pem"),
+            signer,
+            files.key,
+        ));
+        let serial = serial_of(&pki.path("intermediate.pem"));
+        self.extra.lock().expect("lock").push((serial, false));
+        self.write_index();
+    }
+
+    /// Marks the intermediate CA revoked at the responder (in no CRL).
+    pub fn revoke_intermediate(&self, pki: &Pki) {
+        let serial = serial_of(&pki.path("intermediate.pem"));
+        for e in self.extra.lock().expect("lock").iter_mut() {
+            if e.0 == serial {
+                e.1 = true;
+            }
+        }
+        self.write_index();
     }
 
     /// Stops answering: connections are refused from now on.
@@ -153,14 +208,50 @@ impl Drop for Responder {
     }
 }
 
-/// One HTTP exchange answered by `openssl ocsp`; false if it failed.
+/// A CA the responder answers for.
+struct Ca {
+    key_hash: Vec<u8>,
+    cert: PathBuf,
+    signer: PathBuf,
+    key: PathBuf,
+}
+
+impl Ca {
+    fn new(cert: PathBuf, signer: PathBuf, key: PathBuf) -> Ca {
+        use der::Decode;
+        use sha1::Digest;
+        let der = rustls::pki_types::CertificateDer::from_pem_file(&cert).expect("ca pem");
+        let c = x509_cert::Certificate::from_der(&der).expect("ca der");
+        let bits = c
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes()
+            .to_vec();
+        Ca {
+            key_hash: sha1::Sha1::digest(&bits).to_vec(),
+            cert,
+            signer,
+            key,
+        }
+    }
+}
+
+/// A certificate's serial as `openssl ca` indexes write it.
+fn serial_of(path: &std::path::Path) -> String {
+    use der::Decode;
+    let der = rustls::pki_types::CertificateDer::from_pem_file(path).expect("pem");
+    let c = x509_cert::Certificate::from_der(&der).expect("der");
+    certgate::proto::hex::encode(c.tbs_certificate.serial_number.as_bytes()).to_ascii_uppercase()
+}
+
+/// One HTTP exchange answered by `openssl ocsp` for the CA the request
+/// names; false if it failed.
 fn serve(
     mut s: TcpStream,
     dir: &std::path::Path,
     index: &std::path::Path,
-    ca: &std::path::Path,
-    signer: &std::path::Path,
-    key: &std::path::Path,
+    cas: &Mutex<Vec<Ca>>,
 ) -> bool {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
@@ -206,6 +297,26 @@ fn serve(
     } else {
         body
     };
+    let (ca, signer, key) = {
+        use der::Decode;
+        let hash = x509_ocsp::OcspRequest::from_der(&request)
+            .ok()
+            .and_then(|r| {
+                r.tbs_request
+                    .request_list
+                    .first()
+                    .map(|q| q.req_cert.issuer_key_hash.as_bytes().to_vec())
+            });
+        let cas = cas.lock().expect("lock");
+        let Some(ca) = cas
+            .iter()
+            .find(|c| Some(&c.key_hash) == hash.as_ref())
+            .or(cas.first())
+        else {
+            return false;
+        };
+        (ca.cert.clone(), ca.signer.clone(), ca.key.clone())
+    };
     let (req, resp) = (dir.join("req.der"), dir.join("resp.der"));
     std::fs::write(&req, &request).expect("req");
     let ok = Command::new("openssl")
@@ -213,11 +324,11 @@ fn serve(
         .arg("-index")
         .arg(index)
         .arg("-CA")
-        .arg(ca)
+        .arg(&ca)
         .arg("-rsigner")
-        .arg(signer)
+        .arg(&signer)
         .arg("-rkey")
-        .arg(key)
+        .arg(&key)
         .arg("-reqin")
         .arg(&req)
         .arg("-respout")

@@ -104,6 +104,8 @@ pub struct OcspSettings {
     pub unknown_rejects: bool,
     pub nonce: bool,
     pub clock_skew: Duration,
+    /// Also ask about each CA certificate the client sent (intermediates).
+    pub check_chain: bool,
 }
 
 impl Default for OcspSettings {
@@ -117,6 +119,7 @@ impl Default for OcspSettings {
             unknown_rejects: true,
             nonce: false,
             clock_skew: Duration::from_secs(300),
+            check_chain: false,
         }
     }
 }
@@ -154,6 +157,10 @@ pub struct Query {
     pub url: String,
     /// The DER OCSPRequest.
     pub request: Vec<u8>,
+    /// The subject of the certificate asked about, for logs and reasons.
+    pub about: String,
+    /// Whether it is a CA certificate of the chain (not the client's own).
+    pub ca: bool,
     cert_id: CertId,
     nonce: Option<Vec<u8>>,
     /// The issuing CA's certificate, DER.
@@ -269,6 +276,8 @@ pub fn query(
         cert_id,
         nonce: nonce.map(<[u8]>::to_vec),
         issuer: issuer.to_vec(),
+        about: leaf_cert.tbs_certificate.subject.to_string(),
+        ca: false,
     })
 }
 
