@@ -37,6 +37,7 @@ fn lab() -> (Lab, Responder) {
         users.push_str(&format!("[users.\"{name}\"]\ngroups = [\"staff\"]\n"));
     }
     std::fs::write(lab.dir.path().join("users.toml"), users).expect("users");
+    responder.reindex();
     (lab, responder)
 }
 
@@ -296,4 +297,65 @@ async fn check_chain_asks_about_the_intermediate_too() {
     let (code, _) = code_for(&lab, &s, "chained@example.org").await;
     assert_eq!(code, Code::AccessAccept);
     assert_eq!(answered(), before + 1);
+}
+
+/// The figure issue 20 asks for: what OCSP adds to a full authentication,
+/// on a cache miss and on a hit, against no OCSP at all (20 certificates
+/// each, the in-process supplicant, TLS 1.3). A measurement, not a check:
+/// `cargo test --release --test ocsp -- --ignored --nocapture`. The test
+/// responder starts `openssl ocsp` per request, so the miss includes that.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn ocsp_latency() {
+    require!("openssl");
+    const N: usize = 20;
+    let (lab, responder) = lab();
+    let aia = ClientOptions {
+        ocsp_url: Some(responder.url()),
+        ..ClientOptions::default()
+    };
+    let names: Vec<String> = (0..N).map(|i| format!("dev{i}@example.org")).collect();
+    let mut users = std::fs::read_to_string(lab.dir.path().join("users.toml")).expect("users");
+    for n in &names {
+        lab.pki.issue_client(n, &aia).expect("issue");
+        users.push_str(&format!("[users.\"{n}\"]\ngroups = [\"staff\"]\n"));
+    }
+    std::fs::write(lab.dir.path().join("users.toml"), users).expect("users");
+    responder.reindex();
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let run = |s: &TestServer| {
+        let mut times = Vec::new();
+        for n in &names {
+            let sup = lab.supplicant(n, Versions::Tls13, false);
+            let started = Instant::now();
+            let o = futures_block(authenticate(&sup, s));
+            if o.code != Code::AccessAccept {
+                let why = s.wait_log(|v| v["message"] == "access rejected", WAIT);
+                panic!("{n}: {why:?}");
+            }
+            times.push(started.elapsed());
+        }
+        times
+    };
+    let off = TestServer::start(&format!("{}\n{}", lab.config("", ""), loopback_client("")));
+    let without = median(run(&off));
+    drop(off);
+    let s = server(&lab, "");
+    let miss = median(run(&s));
+    let hit = median(run(&s));
+    let text = s.metrics_text();
+    let sum = common::metric_value(&text, "certgate_ocsp_query_seconds_sum");
+    let count = common::metric_value(&text, "certgate_ocsp_query_seconds_count");
+    eprintln!(
+        "full authentication, median of {N}: no OCSP {without:?}; OCSP cache miss {miss:?}; cache hit {hit:?}; responder wait (mean, openssl started per query) {:.1} ms",
+        sum / count * 1000.0
+    );
+}
+
+/// Runs a future to completion from a test's synchronous closure.
+fn futures_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }

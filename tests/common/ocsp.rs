@@ -108,6 +108,11 @@ impl Responder {
         self.write_index();
     }
 
+    /// Re-reads the PKI's index: certificates issued since are known.
+    pub fn reindex(&self) {
+        self.write_index();
+    }
+
     /// The index `openssl ocsp` reads, from the PKI's (`serial issuer
     /// status name` lines): V, or R for what the test revoked here.
     fn write_index(&self) {
