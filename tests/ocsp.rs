@@ -359,3 +359,96 @@ async fn ocsp_latency() {
 fn futures_block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
+
+/// Concurrent authentications of one certificate share one query; a
+/// resumed session is checked through the cache; `unknown` (a certificate
+/// the responder's index does not list) rejects unless ocsp.unknown =
+/// "accept".
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_queries_resumption_and_unknown_status() {
+    require!("openssl");
+    let (lab, responder) = lab();
+    let answered = || {
+        responder
+            .answered
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    // Slow enough that every conversation reaches OCSP while the first
+    // query is out (the responder answers one connection at a time, so
+    // separate queries would be answered one by one).
+    responder
+        .delay_ms
+        .store(400, std::sync::atomic::Ordering::Relaxed);
+    let s = server(&lab, "");
+    // Four: a station keeps at most four conversations (eap tables).
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let sup = lab.supplicant(GOOD, Versions::Both, false);
+            let auth = s.auth;
+            tokio::spawn(async move {
+                let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let transport = certgate::supplicant::Transport::udp(socket.into(), auth);
+                sup.authenticate(
+                    &transport,
+                    &certgate::proto::wire::crypto::Secret::new(SECRET.as_bytes()),
+                )
+                .await
+                .expect("conversation")
+                .code
+            })
+        })
+        .collect();
+    for t in tasks {
+        let code = t.await.expect("task");
+        if code != Code::AccessAccept {
+            panic!(
+                "{:?}",
+                s.wait_log(|v| v["message"] == "access rejected", WAIT)
+            );
+        }
+    }
+    assert_eq!(answered(), 1, "four authentications, one query");
+    responder
+        .delay_ms
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+
+    // A resumed session goes through the cache.
+    let sup = lab.supplicant(GOOD, Versions::Both, true);
+    let first = authenticate(&sup, &s).await;
+    let resumed = authenticate(&sup, &s).await;
+    assert_eq!(
+        (first.code, resumed.code),
+        (Code::AccessAccept, Code::AccessAccept)
+    );
+    assert!(resumed.resumed, "the second conversation resumed");
+    assert_eq!(answered(), 1, "no new query");
+    assert!(s.metric("certgate_ocsp_cache_hits_total") >= 2.0);
+
+    // Issued after the responder read its index: it answers unknown.
+    let aia = ClientOptions {
+        ocsp_url: Some(responder.url()),
+        ..ClientOptions::default()
+    };
+    lab.pki
+        .issue_client("stranger@example.org", &aia)
+        .expect("issue");
+    let mut users = std::fs::read_to_string(lab.dir.path().join("users.toml")).expect("users");
+    users.push_str("[users.\"stranger@example.org\"]\ngroups = [\"staff\"]\n");
+    std::fs::write(lab.dir.path().join("users.toml"), users).expect("users");
+    let s = server(&lab, "");
+    let (code, _) = code_for(&lab, &s, "stranger@example.org").await;
+    assert_eq!(code, Code::AccessReject);
+    let refused = s
+        .wait_log(|v| v["message"] == "access rejected", WAIT)
+        .expect("logged");
+    assert_eq!(refused["reason"], "certificate_unknown");
+    assert_eq!(
+        s.metric("certgate_ocsp_queries_total{result=\"unknown\"}"),
+        1.0
+    );
+    let s = server(&lab, "unknown = \"accept\"");
+    let (code, _) = code_for(&lab, &s, "stranger@example.org").await;
+    assert_eq!(code, Code::AccessAccept);
+}

@@ -646,6 +646,10 @@ impl Engine {
             late.iter().filter_map(|t| parked.remove(t)).collect()
         };
         for p in overdue {
+            if let Waiting::Ocsp { query, .. } = &p.waiting {
+                // Its answer will find no one waiting: the nonce goes now.
+                self.ocsp_nonces.lock().remove(&query.key);
+            }
             tracing::warn!(client = %p.origin.client.name, "no directory or OCSP answer past the deadline; conversation ended");
             self.finish(now, p.origin, Response::Drop(DropReason::EapDiscarded));
         }

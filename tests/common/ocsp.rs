@@ -26,6 +26,8 @@ pub struct Responder {
     pub dir: PathBuf,
     /// Accept and never answer.
     pub hang: Arc<AtomicBool>,
+    /// Wait this many milliseconds before answering.
+    pub delay_ms: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     /// Requests answered.
     pub answered: Arc<AtomicUsize>,
@@ -59,6 +61,7 @@ impl Responder {
             addr,
             dir: dir.clone(),
             hang: Arc::new(AtomicBool::new(false)),
+            delay_ms: Arc::new(AtomicUsize::new(0)),
             stop: Arc::new(AtomicBool::new(false)),
             answered: Arc::new(AtomicUsize::new(0)),
             revoked: Arc::new(Mutex::new(HashSet::new())),
@@ -72,6 +75,7 @@ impl Responder {
             thread: None,
         };
         let (hang, stop, answered) = (r.hang.clone(), r.stop.clone(), r.answered.clone());
+        let delay = r.delay_ms.clone();
         let cas = r.cas.clone();
         let index = dir.join("index.txt");
         r.write_index();
@@ -89,6 +93,7 @@ impl Responder {
                     held.push(stream);
                     continue;
                 }
+                std::thread::sleep(Duration::from_millis(delay.load(Ordering::Relaxed) as u64));
                 if serve(stream, &dir, &index, &cas) {
                     answered.fetch_add(1, Ordering::Relaxed);
                 }
