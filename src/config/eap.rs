@@ -19,6 +19,7 @@ use crate::proto::dictionary::Dictionary;
 use crate::proto::eap::service::{EapSettings, max_fragment_size};
 use crate::proto::eap::table::Limits;
 use crate::proto::tls::identity::{Binding, IdentitySource};
+use crate::proto::tls::ticketer::TicketSecret;
 use crate::proto::tls::{SessionStore, TlsContext, TlsMaterial, TlsPolicy, TlsVersion};
 use crate::server::directory::AuthzSettings;
 
@@ -77,6 +78,9 @@ pub(super) struct RawTls {
     session_lifetime: String,
     session_cache_entries: u64,
     verified_chain_cache: u64,
+    ticket_secret_file: Option<String>,
+    ticket_secret_env: Option<String>,
+    ticket_rotation: String,
 }
 
 impl Default for RawTls {
@@ -96,6 +100,9 @@ impl Default for RawTls {
             session_lifetime: "1h".into(),
             session_cache_entries: 10_000,
             verified_chain_cache: 10_000,
+            ticket_secret_file: None,
+            ticket_secret_env: None,
+            ticket_rotation: "12h".into(),
         }
     }
 }
@@ -111,6 +118,41 @@ pub struct EapConfig {
     pub crl_files: Vec<PathBuf>,
     pub crl_refresh: Duration,
     pub authz: AuthzSettings,
+}
+
+/// `tls.ticket_secret_file` / `_env`: the secret the nodes of a
+/// deployment share for session tickets (at least 32 octets), and how
+/// often its keys rotate. Never inline: it would sit in a config file.
+fn ticket_secret(p: &mut Problems, base: &Path, tls: &RawTls) -> Option<TicketSecret> {
+    if tls.ticket_secret_file.is_none() && tls.ticket_secret_env.is_none() {
+        return None;
+    }
+    let secret = super::read_secret(
+        p,
+        base,
+        "tls.ticket_secret",
+        (&None, &tls.ticket_secret_file, &tls.ticket_secret_env),
+    )?;
+    if secret.len() < 32 {
+        p.add(
+            "tls.ticket_secret",
+            format!(
+                "is {} characters; use at least 32 (e.g. `openssl rand -hex 32`)",
+                secret.len()
+            ),
+        );
+    }
+    let rotation = parse_duration(p, "tls.ticket_rotation", &tls.ticket_rotation);
+    if rotation < Duration::from_secs(60) {
+        p.add("tls.ticket_rotation", "is shorter than 1m");
+    }
+    if !tls.resumption {
+        p.add(
+            "tls.ticket_secret_file",
+            "given, but tls.resumption is false",
+        );
+    }
+    Some(TicketSecret::new(secret.as_bytes(), rotation.as_secs()))
 }
 
 pub(super) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -341,6 +383,7 @@ pub(super) fn validate(
         session_lifetime: parse_duration(p, "tls.session_lifetime", &tls.session_lifetime),
         session_cache_entries: usize::try_from(tls.session_cache_entries).unwrap_or(usize::MAX),
         verified_chain_cache: usize::try_from(tls.verified_chain_cache).unwrap_or(usize::MAX),
+        tickets: ticket_secret(p, base, tls),
     };
     let crl_refresh = parse_duration(p, "tls.crl_refresh", &tls.crl_refresh);
     let (chain, key) = read_server_identity(p, base, "tls", &tls.certificate, &tls.private_key);

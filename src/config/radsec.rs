@@ -151,6 +151,7 @@ pub(super) fn validate(
         session_lifetime: Duration::from_secs(3600),
         session_cache_entries: 10_000,
         verified_chain_cache: 0,
+        tickets: None,
     };
     let crl_refresh = parse_duration(p, "radsec.crl_refresh", &raw.crl_refresh);
     let handshake_timeout = parse_duration(p, "radsec.handshake_timeout", &raw.handshake_timeout);

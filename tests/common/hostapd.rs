@@ -65,6 +65,28 @@ impl WiredPort {
         secret: &str,
         das_secret: &str,
     ) -> WiredPort {
+        Self::start_with_servers(&[(auth, acct)], secret, das_secret)
+    }
+
+    /// `start` with several RADIUS servers, in hostapd's failover order.
+    pub fn start_with_servers(
+        servers: &[(std::net::SocketAddr, std::net::SocketAddr)],
+        secret: &str,
+        das_secret: &str,
+    ) -> WiredPort {
+        let radius: String = servers
+            .iter()
+            .map(|(auth, acct)| {
+                format!(
+                    "auth_server_addr={}\nauth_server_port={}\nauth_server_shared_secret={secret}\n\
+                     acct_server_addr={}\nacct_server_port={}\nacct_server_shared_secret={secret}\n",
+                    auth.ip(),
+                    auth.port(),
+                    acct.ip(),
+                    acct.port()
+                )
+            })
+            .collect();
         let n = std::process::id() % 100_000 * 10 + NEXT.fetch_add(1, Ordering::Relaxed) % 10;
         let (ns, port, peer) = (format!("cg{n}"), format!("cg{n}a"), format!("cg{n}b"));
         ip(&["netns", "add", &ns]);
@@ -79,16 +101,10 @@ impl WiredPort {
             &conf,
             format!(
                 "interface={port}\ndriver=wired\nieee8021x=1\neap_reauth_period=0\nuse_pae_group_addr=1\n\
-                 own_ip_addr=127.0.0.1\nnas_identifier=port-{n}\n\
-                 auth_server_addr={}\nauth_server_port={}\nauth_server_shared_secret={secret}\n\
-                 acct_server_addr={}\nacct_server_port={}\nacct_server_shared_secret={secret}\n\
+                 own_ip_addr=127.0.0.1\nnas_identifier=port-{n}\n{radius}\
                  radius_das_port={das_port}\nradius_das_client=127.0.0.1 {das_secret}\n\
                  radius_das_require_event_timestamp=1\nradius_das_require_message_authenticator=1\n\
                  ctrl_interface={}\n",
-                auth.ip(),
-                auth.port(),
-                acct.ip(),
-                acct.port(),
                 dir.path().join("hostapd-ctrl").display()
             ),
         )
@@ -125,6 +141,12 @@ impl WiredPort {
     /// 2.10 offers by default). Each is a new device: a MAC address of its
     /// own (hostapd holds a station that failed in its quiet period).
     pub fn connect(&mut self, lab: &Lab, name: &str) {
+        self.connect_with(lab, name, "");
+    }
+
+    /// `connect`, with extra network-block lines (e.g. a phase1 that
+    /// offers TLS 1.3).
+    pub fn connect_with(&mut self, lab: &Lab, name: &str, extra: &str) {
         self.disconnect_supplicant();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let mac = format!(
@@ -148,7 +170,7 @@ impl WiredPort {
         std::fs::write(
             &conf,
             format!(
-                "ctrl_interface={}\nap_scan=0\neapol_version=2\nnetwork={{\n key_mgmt=IEEE8021X\n eap=TLS\n identity=\"{name}\"\n ca_cert=\"{}\"\n client_cert=\"{}\"\n private_key=\"{}\"\n eapol_flags=0\n}}\n",
+                "ctrl_interface={}\nap_scan=0\neapol_version=2\nnetwork={{\n key_mgmt=IEEE8021X\n eap=TLS\n identity=\"{name}\"\n ca_cert=\"{}\"\n client_cert=\"{}\"\n private_key=\"{}\"\n eapol_flags=0\n{extra}\n}}\n",
                 self.dir.path().join("wpa-ctrl").display(),
                 lab.pki.path("ca.pem").display(),
                 cert.display(),

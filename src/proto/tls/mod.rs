@@ -10,6 +10,7 @@ pub mod health;
 pub mod identity;
 pub mod revoked;
 pub mod session_store;
+pub mod ticketer;
 mod verifier;
 
 use std::sync::Arc;
@@ -97,6 +98,9 @@ pub struct TlsPolicy {
     pub session_cache_entries: usize,
     /// Verified client chains remembered (`chain_cache`); 0 turns it off.
     pub verified_chain_cache: usize,
+    /// Session tickets under keys the nodes of a deployment share, so a
+    /// resumption works on any node; None: tickets stay on this node.
+    pub tickets: Option<ticketer::TicketSecret>,
 }
 
 /// The configuration's defaults: a `[tls]` section that names only its
@@ -114,6 +118,7 @@ impl Default for TlsPolicy {
             session_lifetime: Duration::from_secs(3600),
             session_cache_entries: 10_000,
             verified_chain_cache: 10_000,
+            tickets: None,
         }
     }
 }
@@ -172,6 +177,15 @@ impl TlsContext {
         server.time_provider = sessions.clock().clone();
         if policy.resumption {
             server.session_storage = sessions.clone();
+            if let Some(secret) = &policy.tickets {
+                // TLS 1.3 tickets and TLS 1.2 tickets (when the peer asks
+                // for them) become stateless: any node with the secret
+                // opens them. TLS 1.2 session ids stay in the local store.
+                server.ticketer = Arc::new(ticketer::SharedTicketer::new(
+                    secret.clone(),
+                    sessions.clock().clone(),
+                ));
+            }
             // One ticket is enough for EAP: every re-authentication uses one
             // and gets a fresh one, and each ticket costs EAP round-trip room.
             server.send_tls13_tickets = 1;
