@@ -20,6 +20,37 @@ pub struct AccountingConfig {
     pub session_timeout: Duration,
     pub duplicate_window: Duration,
     pub max_sessions: usize,
+    /// Shipping the journal into PostgreSQL; None: the journal only.
+    pub postgres: Option<PostgresConfig>,
+}
+
+/// `[accounting.postgres]`: where the shipper writes, as which node, in
+/// what batches, and how long shipped journal files are kept.
+#[derive(Clone, PartialEq)]
+pub struct PostgresConfig {
+    /// A tokio-postgres connection string (`host=… user=… dbname=…` or a
+    /// `postgres://` URL).
+    pub url: String,
+    pub password: Option<String>,
+    /// This node's name: its shipping position and the records it wrote.
+    pub node: String,
+    pub batch: usize,
+    /// How soon a broken connection is tried again.
+    pub retry: Duration,
+    /// Shipped journal files older than this are deleted; None: kept.
+    pub retention: Option<Duration>,
+    /// Create the tables when missing.
+    pub create_schema: bool,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &self.url)
+            .field("node", &self.node)
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +63,35 @@ pub(super) struct RawAccounting {
     duplicate_window: String,
     max_sessions: u64,
     file_group: String,
+    postgres: Option<RawPostgres>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawPostgres {
+    url: String,
+    password_file: Option<String>,
+    password_env: Option<String>,
+    node: String,
+    batch: u64,
+    retry: String,
+    retention: String,
+    create_schema: bool,
+}
+
+impl Default for RawPostgres {
+    fn default() -> Self {
+        RawPostgres {
+            url: String::new(),
+            password_file: None,
+            password_env: None,
+            node: String::new(),
+            batch: 500,
+            retry: "1s".into(),
+            retention: String::new(),
+            create_schema: true,
+        }
+    }
 }
 
 impl Default for RawAccounting {
@@ -44,6 +104,7 @@ impl Default for RawAccounting {
             duplicate_window: "5m".into(),
             max_sessions: 1_000_000,
             file_group: String::new(),
+            postgres: None,
         }
     }
 }
@@ -76,6 +137,57 @@ pub(super) fn validate(
         session_timeout: parse_duration(p, "accounting.session_timeout", &raw.session_timeout),
         duplicate_window: parse_duration(p, "accounting.duplicate_window", &raw.duplicate_window),
         max_sessions: usize::try_from(raw.max_sessions).unwrap_or(usize::MAX),
+        postgres: raw.postgres.as_ref().and_then(|pg| postgres(p, base, pg)),
+    })
+}
+
+fn postgres(p: &mut Problems, base: &Path, raw: &RawPostgres) -> Option<PostgresConfig> {
+    if raw.url.trim().is_empty() {
+        p.add(
+            "accounting.postgres.url",
+            "missing: e.g. \"host=127.0.0.1 user=certgate dbname=radius\"",
+        );
+        return None;
+    }
+    if let Err(e) = raw.url.parse::<tokio_postgres::Config>() {
+        p.add(
+            "accounting.postgres.url",
+            format!("not a connection string: {e}"),
+        );
+    }
+    let password = match (&raw.password_file, &raw.password_env) {
+        (None, None) => None,
+        given => super::read_secret(
+            p,
+            base,
+            "accounting.postgres.password",
+            (&None, given.0, given.1),
+        ),
+    };
+    let node = if raw.node.is_empty() {
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "certgate".into())
+    } else {
+        raw.node.clone()
+    };
+    if !(1..=10_000).contains(&raw.batch) {
+        p.add(
+            "accounting.postgres.batch",
+            format!("{} is not 1..10000", raw.batch),
+        );
+    }
+    Some(PostgresConfig {
+        url: raw.url.clone(),
+        password,
+        node,
+        batch: usize::try_from(raw.batch).unwrap_or(500).clamp(1, 10_000),
+        retry: parse_duration(p, "accounting.postgres.retry", &raw.retry),
+        retention: (!raw.retention.is_empty())
+            .then(|| parse_duration(p, "accounting.postgres.retention", &raw.retention)),
+        create_schema: raw.create_schema,
     })
 }
 

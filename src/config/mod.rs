@@ -28,7 +28,7 @@ mod eap;
 mod ocsp;
 mod radsec;
 
-pub use accounting::AccountingConfig;
+pub use accounting::{AccountingConfig, PostgresConfig};
 pub use das::AdminConfig;
 pub use eap::{EapConfig, load_crls};
 pub use radsec::RadsecConfig;

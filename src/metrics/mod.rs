@@ -11,6 +11,7 @@ pub mod das;
 mod eap;
 pub mod ocsp;
 pub mod radsec;
+pub mod ship;
 
 pub use accounting::AccountingMetrics;
 pub use authz::AuthzMetrics;
@@ -64,6 +65,7 @@ pub struct Metrics {
     pub radsec: RadsecMetrics,
     pub das: DasMetrics,
     pub ocsp: OcspMetrics,
+    pub ship: ship::ShipMetrics,
 }
 
 impl Metrics {
@@ -172,6 +174,7 @@ impl Metrics {
         let radsec = RadsecMetrics::register(&registry)?;
         let das = DasMetrics::register(&registry)?;
         let ocsp = OcspMetrics::register(&registry)?;
+        let ship = ship::ShipMetrics::register(&registry)?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -196,6 +199,7 @@ impl Metrics {
             radsec,
             das,
             ocsp,
+            ship,
         }))
     }
 

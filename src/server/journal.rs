@@ -117,6 +117,49 @@ struct Entry {
 /// The handle requests append through; cheap to share.
 pub struct Journal {
     tx: mpsc::Sender<Entry>,
+    /// How far the journal is on disk (what the shipper may read).
+    pub durable: Arc<Durable>,
+}
+
+/// The durable end of the journal: the newest file and how many of its
+/// octets are synced. Older files are whole; nothing newer exists. Readers
+/// (the PostgreSQL shipper) must not read past it: a line written but not
+/// yet synced can vanish in a crash, and a record shipped then re-sent by
+/// the NAS would land twice.
+#[derive(Debug, Default)]
+pub struct Durable {
+    upto: parking_lot::Mutex<Option<(String, u64)>>,
+    /// Records synced since start (the shipper's lag counts from it).
+    pub records: std::sync::atomic::AtomicU64,
+    /// Woken after each synced batch.
+    pub synced: tokio::sync::Notify,
+}
+
+impl Durable {
+    /// The newest file's name and its synced length; None: no file yet.
+    pub fn upto(&self) -> Option<(String, u64)> {
+        self.upto.lock().clone()
+    }
+
+    fn set(&self, path: &Path, len: u64) {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        *self.upto.lock() = Some((name, len));
+        self.synced.notify_waiters();
+    }
+
+    /// At start: the journal as repaired is all on disk.
+    fn from_dir(dir: &Path) -> Self {
+        let d = Durable::default();
+        if let Some(last) = files(dir).last() {
+            let len = std::fs::metadata(last).map_or(0, |m| m.len());
+            d.set(last, len);
+        }
+        d
+    }
 }
 
 /// Most records and octets in one batch.
@@ -128,14 +171,16 @@ impl Journal {
     /// unwritable directory fails appends (and is retried), not start-up.
     pub fn start(config: JournalConfig, metrics: Arc<AccountingMetrics>) -> Journal {
         let (tx, rx) = mpsc::channel::<Entry>();
+        let durable = Arc::new(Durable::from_dir(&config.dir));
+        let writer = Writer::new(config, metrics, durable.clone());
         let spawned = std::thread::Builder::new()
             .name("certgate-journal".into())
-            .spawn(move || Writer::new(config, metrics).run(rx));
+            .spawn(move || writer.run(rx));
         if let Err(e) = spawned {
             // Without the thread every append reports Stopped: no false acks.
             tracing::error!(error = %e, "cannot start the journal writer");
         }
-        Journal { tx }
+        Journal { tx, durable }
     }
 
     /// Appends one JSON line (without its newline); resolves once it is on
@@ -162,15 +207,27 @@ struct Writer {
     metrics: Arc<AccountingMetrics>,
     open: Option<Open>,
     seq: u64,
+    durable: Arc<Durable>,
 }
 
 impl Writer {
-    fn new(config: JournalConfig, metrics: Arc<AccountingMetrics>) -> Self {
+    fn new(config: JournalConfig, metrics: Arc<AccountingMetrics>, durable: Arc<Durable>) -> Self {
+        // File names sort in write order across restarts too: a restart
+        // within the same second goes on from the highest sequence number.
+        let seq = files(&config.dir)
+            .iter()
+            .filter_map(|p| {
+                let name = p.file_stem()?.to_str()?;
+                name.rsplit('-').next()?.parse::<u64>().ok()
+            })
+            .max()
+            .unwrap_or(0);
         Writer {
             config,
             metrics,
             open: None,
-            seq: 0,
+            seq,
+            durable,
         }
     }
 
@@ -240,6 +297,11 @@ impl Writer {
         match result {
             Ok(()) => {
                 open.len += data.len() as u64;
+                let lines = data.iter().filter(|&&b| b == b'\n').count() as u64;
+                self.durable
+                    .records
+                    .fetch_add(lines, std::sync::atomic::Ordering::Relaxed);
+                self.durable.set(&open.path, open.len);
                 self.metrics
                     .fsync_seconds
                     .observe(started.elapsed().as_secs_f64());
@@ -420,7 +482,27 @@ mod tests {
                 group,
             },
             metrics.accounting.clone(),
+            Arc::new(Durable::default()),
         )
+    }
+
+    /// The shipper's bound: after a synced write the durable end is the
+    /// file and length written; a restart within the same second goes on
+    /// with a higher sequence, so names keep sorting in write order.
+    #[test]
+    fn the_durable_end_follows_synced_writes_and_names_keep_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = writer(dir.path(), None);
+        w.write(b"{\"a\":1}\n").expect("write");
+        let (name, len) = w.durable.upto().expect("durable");
+        assert_eq!(len, 8);
+        assert!(name.ends_with("-000001.jsonl"), "{name}");
+        drop(w);
+        let mut again = writer(dir.path(), None);
+        again.write(b"{}\n").expect("write");
+        let (second, _) = again.durable.upto().expect("durable");
+        assert!(second > name, "{second} sorts after {name}");
+        assert_eq!(Durable::from_dir(dir.path()).upto(), Some((second, 3)));
     }
 
     /// Records name users and stations: the files and their directory are

@@ -22,6 +22,7 @@ pub mod journal;
 mod ocsp;
 mod radsec;
 mod reload;
+mod shipper;
 pub mod time;
 mod udp;
 
@@ -264,6 +265,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         "certgate started"
     );
     reload::warn_about(&config);
+    let config_accounting = config.accounting.clone();
     let crl_refresh = [
         config.eap.as_ref().map(|e| e.crl_refresh),
         config.radsec.as_ref().map(|r| r.crl_refresh),
@@ -281,6 +283,17 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     for listener in radsec_listeners {
         let (shell, stop) = (shell.clone(), stop_rx.clone());
         tasks.spawn(radsec::run(listener, shell, stop, server.shutdown_timeout));
+    }
+    if let (Some(a), Some(j)) = (config_accounting.as_ref(), shell.journal.as_ref())
+        && let Some(pg) = &a.postgres
+    {
+        tasks.spawn(shipper::run(
+            pg.clone(),
+            a.journal.dir.clone(),
+            j.durable.clone(),
+            metrics.ship.clone(),
+            stop_rx.clone(),
+        ));
     }
     // Its first poll also checks the replayed sessions against the CRLs.
     tasks.spawn(das::run(shell.clone(), das_sockets, stop_rx.clone()));

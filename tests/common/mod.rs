@@ -23,6 +23,7 @@ pub mod latency;
 pub mod load;
 pub mod ocsp;
 pub mod poll;
+pub mod postgres;
 pub mod radsec;
 pub mod slapd;
 

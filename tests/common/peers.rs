@@ -19,6 +19,7 @@ const PEERS: &[(&str, &str)] = &[
     ("wpa_supplicant", "wpasupplicant"),
     ("wpa_cli", "wpasupplicant"),
     ("openssl", "openssl"),
+    ("psql", "postgresql"),
 ];
 
 fn installed(program: &str) -> bool {

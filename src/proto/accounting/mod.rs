@@ -7,5 +7,6 @@
 
 pub mod auth;
 pub mod ledger;
+pub mod radacct;
 pub mod record;
 pub mod sessions;
