@@ -70,6 +70,11 @@ enum Command {
         /// Print the server's JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Every node's open sessions, from PostgreSQL's radacct
+        /// (accounting.postgres), instead of this server's (--user and
+        /// --calling-station filter).
+        #[arg(long)]
+        cluster: bool,
     },
     /// Ask the running server to disconnect sessions (RFC 5176
     /// Disconnect-Request to their NAS). Exits 0 when every NAS
@@ -215,6 +220,74 @@ fn sessions(config: &std::path::Path, select: SelectArgs, limit: usize, json: bo
             .and_then(|t| t.as_u64())
             .unwrap_or(0),
     );
+    ExitCode::SUCCESS
+}
+
+fn cluster_sessions(
+    config: &std::path::Path,
+    select: SelectArgs,
+    limit: usize,
+    json: bool,
+) -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("certgate sessions --cluster: {e}");
+        ExitCode::FAILURE
+    };
+    if select.serial.is_some() || select.nas.is_some() || select.group.is_some() {
+        return fail("radacct knows users and stations: use --user or --calling-station".into());
+    }
+    let c = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string()),
+    };
+    let Some(pg) = c.accounting.as_ref().and_then(|a| a.postgres.clone()) else {
+        return fail(format!(
+            "{}: accounting.postgres is not set",
+            config.display()
+        ));
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string()),
+    };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = match runtime.block_on(certgate::server::shipper::cluster_sessions(
+        &pg,
+        select.user.as_deref(),
+        select.calling_station.as_deref(),
+        limit,
+    )) {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string()),
+    };
+    if json {
+        println!("{}", serde_json::Value::Array(rows));
+        return ExitCode::SUCCESS;
+    }
+    let text = |v: &serde_json::Value, k: &str| match &v[k] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => "-".into(),
+    };
+    println!(
+        "{:<20} {:<28} {:<16} {:<18} {:>12} {:>12}",
+        "SESSION", "USER", "NAS", "STATION", "IN", "OUT"
+    );
+    for r in &rows {
+        println!(
+            "{:<20} {:<28} {:<16} {:<18} {:>12} {:>12}",
+            text(r, "session_id"),
+            text(r, "user"),
+            text(r, "nas_ip"),
+            text(r, "calling_station"),
+            text(r, "input_octets"),
+            text(r, "output_octets")
+        );
+    }
+    println!("{} open sessions in the cluster", rows.len());
     ExitCode::SUCCESS
 }
 
@@ -446,6 +519,14 @@ fn main() -> ExitCode {
             select,
             limit,
             json,
+            cluster: true,
+        } => cluster_sessions(&config, select, limit, json),
+        Command::Sessions {
+            config,
+            select,
+            limit,
+            json,
+            cluster: false,
         } => sessions(&config, select, limit, json),
         Command::Disconnect {
             config,

@@ -22,7 +22,7 @@ pub mod journal;
 mod ocsp;
 mod radsec;
 mod reload;
-mod shipper;
+pub mod shipper;
 pub mod time;
 mod udp;
 

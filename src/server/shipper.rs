@@ -284,6 +284,11 @@ fn count_after(dir: &Path, durable: &Durable, pos: &Option<(String, u64)>) -> u6
     }
 }
 
+/// A statement's answer, boxed so a batch's statements can be pipelined.
+type BoxFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a>,
+>;
+
 async fn row_params<'a>(
     stmt: &Statement,
     tx: &tokio_postgres::Transaction<'a>,
@@ -366,42 +371,54 @@ async fn ship(
             let now = super::time::now().unix_secs();
             metrics.lag_seconds.set((now - first.unix).max(0));
         }
-        let tx = client.transaction().await.map_err(db("query"))?;
-        let q = db("query");
+        let changes: Vec<Change> = records
+            .iter()
+            .map(|r| r.as_ref().map_or(Change::None, change))
+            .collect();
+        let received: Vec<i64> = records
+            .iter()
+            .map(|r| r.as_ref().map_or(0, |r| r.unix))
+            .collect();
+        let offsets: Vec<i64> = batch.iter().map(|l| l.offset as i64).collect();
         for (line, record) in batch.iter().zip(&records) {
-            let received = record.as_ref().map_or(0, |r| r.unix);
-            tx.execute(
-                &s.record,
-                &[
-                    &config.node,
-                    &line.file,
-                    &(line.offset as i64),
-                    &received,
-                    &line.text,
-                ],
-            )
-            .await
-            .map_err(&q)?;
-            let Some(record) = record else {
+            if record.is_none() {
                 tracing::warn!(file = %line.file, offset = line.offset, "journal line is not a record; stored as received only");
-                continue;
-            };
-            match change(record) {
-                Change::Start(r) => row_params(&s.start, &tx, &r, &[]).await,
-                Change::Interim(r) => {
+            }
+        }
+        let tx = client.transaction().await.map_err(db("query"))?;
+        // Every statement of the batch is sent before the first answer is
+        // awaited (tokio-postgres pipelines them), in journal order.
+        let mut work: Vec<BoxFuture<'_>> = Vec::with_capacity(2 * batch.len());
+        let (txr, st, node) = (&tx, &s, &config.node);
+        let (offsets, received) = (&offsets, &received);
+        for (i, line) in batch.iter().enumerate() {
+            work.push(Box::pin(async move {
+                txr.execute(
+                    &st.record,
+                    &[node, &line.file, &offsets[i], &received[i], &line.text],
+                )
+                .await
+            }));
+            match &changes[i] {
+                Change::Start(r) => {
+                    work.push(Box::pin(
+                        async move { row_params(&st.start, txr, r, &[]).await },
+                    ))
+                }
+                Change::Interim(r) => work.push(Box::pin(async move {
                     row_params(
-                        &s.interim,
-                        &tx,
-                        &r,
+                        &st.interim,
+                        txr,
+                        r,
                         &[&r.session_time, &r.input_octets, &r.output_octets],
                     )
                     .await
-                }
-                Change::Stop(r) => {
+                })),
+                Change::Stop(r) => work.push(Box::pin(async move {
                     row_params(
-                        &s.stop,
-                        &tx,
-                        &r,
+                        &st.stop,
+                        txr,
+                        r,
                         &[
                             &r.session_time,
                             &r.input_octets,
@@ -410,16 +427,21 @@ async fn ship(
                         ],
                     )
                     .await
-                }
-                Change::CloseNas { nas_ip, at } => tx.execute(&s.close_nas, &[&nas_ip, &at]).await,
-                Change::None => Ok(0),
+                })),
+                Change::CloseNas { nas_ip, at } => work.push(Box::pin(async move {
+                    txr.execute(&st.close_nas, &[nas_ip, at]).await
+                })),
+                Change::None => {}
             }
-            .map_err(&q)?;
         }
+        futures_util::future::try_join_all(work)
+            .await
+            .map_err(db("query"))?;
         let (last_file, last_end) = batch
             .last()
             .map(|l| (l.file.clone(), l.end))
             .unwrap_or_default();
+        let q = db("query");
         tx.execute(&s.position, &[&config.node, &last_file, &(last_end as i64)])
             .await
             .map_err(&q)?;
@@ -517,4 +539,55 @@ pub async fn run(
             _ = stop.changed() => return,
         }
     }
+}
+
+/// The cluster's open sessions as every node shipped them (`certgate
+/// sessions --cluster`): radacct rows without a stop, optionally of one
+/// user (ASCII case aside) or station (any MAC notation), oldest first.
+pub async fn cluster_sessions(
+    config: &PostgresConfig,
+    user: Option<&str>,
+    station: Option<&str>,
+    limit: i64,
+) -> Result<Vec<serde_json::Value>, ShipError> {
+    let mut pg: tokio_postgres::Config = config.url.parse().map_err(db("connect"))?;
+    if let Some(p) = &config.password {
+        pg.password(p);
+    }
+    pg.connect_timeout(Duration::from_secs(5));
+    let (client, connection) = pg.connect(NoTls).await.map_err(db("connect"))?;
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let station = station.map(crate::proto::accounting::auth::station_key);
+    let rows = client
+        .query(
+            "SELECT AcctSessionId, UserName, host(NASIPAddress), CallingStationId, \
+             EXTRACT(EPOCH FROM AcctStartTime)::bigint, EXTRACT(EPOCH FROM AcctUpdateTime)::bigint, \
+             AcctInputOctets, AcctOutputOctets, Class \
+             FROM radacct WHERE AcctStopTime IS NULL \
+             AND ($1::text IS NULL OR lower(UserName) = lower($1::text)) \
+             AND ($2::text IS NULL OR lower(regexp_replace(CallingStationId, '[^0-9A-Fa-f]', '', 'g')) = $2::text) \
+             ORDER BY AcctStartTime LIMIT $3",
+            &[&user, &station, &limit],
+        )
+        .await
+        .map_err(db("query"))?;
+    task.abort();
+    Ok(rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "session_id": r.get::<_, String>(0),
+                "user": r.get::<_, Option<String>>(1),
+                "nas_ip": r.get::<_, Option<String>>(2),
+                "calling_station": r.get::<_, Option<String>>(3),
+                "started": r.get::<_, Option<i64>>(4),
+                "updated": r.get::<_, Option<i64>>(5),
+                "input_octets": r.get::<_, Option<i64>>(6),
+                "output_octets": r.get::<_, Option<i64>>(7),
+                "class": r.get::<_, Option<String>>(8),
+            })
+        })
+        .collect())
 }
