@@ -18,7 +18,7 @@ pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -n 1)
 pgdir="$dir/pg"
 mkdir -p "$pgdir"
 as_pg=()
-if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$pgdir"; as_pg=(runuser -u postgres --); fi
+if [ "$(id -u)" -eq 0 ]; then chmod 755 "$dir"; chown postgres:postgres "$pgdir"; as_pg=(runuser -u postgres --); fi
 pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "${as_pg[@]}" "$pgbin/initdb" -D "$pgdir/data" -A trust -U certgate --no-sync > /dev/null
 "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -o "-k $pgdir -h 127.0.0.1 -p $pgport" -w start > /dev/null
@@ -35,7 +35,8 @@ bench_config "[accounting]
 journal_dir = \"$dir/journal\"
 [accounting.postgres]
 url = \"host=127.0.0.1 port=$pgport user=certgate dbname=radius\"
-node = \"bench\""
+node = \"bench\"
+batch = ${BATCH:-500}"
 bench_start
 port=$(bench_port acct)
 mport=$(bench_port metrics)
