@@ -322,17 +322,25 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         })
     });
 
+    // systemd (Type=notify): every listener is bound, the server serves.
+    // Without NOTIFY_SOCKET this does nothing.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let mut hup = signal(SignalKind::hangup()).map_err(ServerError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(ServerError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Signal)?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload::reload(&shell),
+            _ = hup.recv() => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                reload::reload(&shell);
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+            }
             _ = term.recv() => { tracing::info!(signal = "SIGTERM", "shutting down"); break }
             _ = int.recv() => { tracing::info!(signal = "SIGINT", "shutting down"); break }
         }
     }
 
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     // Stop receiving, then wait for every in-flight request to be answered.
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
