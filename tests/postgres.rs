@@ -74,6 +74,27 @@ fn account(
         .is_some_and(|r| r[0] == Code::AccountingResponse as u8)
 }
 
+/// `n` Interim-Updates of distinct sessions as fast as acknowledgements
+/// come (eight senders); returns how many were acknowledged.
+fn burst(to: SocketAddr, n: u32) -> u32 {
+    let per = n / 8;
+    let handles: Vec<_> = (0..8u32)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut acked = 0;
+                for k in 0..per {
+                    let session = format!("burst-{t}-{k}");
+                    if account(to, (k % 250) as u8, 3, &session, 0, k, Some(1)) {
+                        acked += 1;
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().expect("sender")).sum()
+}
+
 fn wait_rows(pg: &Postgres, sql: &str, want: &str) {
     poll::expect(
         WAIT,
@@ -105,7 +126,13 @@ fn every_acknowledged_record_lands_once_through_kills_and_restarts() {
     for i in 0..60u32 {
         match i {
             20 => {
-                // The node dies mid-stream (SIGKILL), and comes back.
+                // A burst the shipper is still writing when the node dies
+                // (SIGKILL); it comes back and goes on from its position.
+                acked += burst(a.acct, 2000);
+                eprintln!(
+                    "killed with {} records on disk not yet shipped",
+                    a.metric("certgate_ship_lag_records")
+                );
                 drop(a);
                 a = serve(&ca);
             }
@@ -132,13 +159,21 @@ fn every_acknowledged_record_lands_once_through_kills_and_restarts() {
     let total = acked.to_string();
     wait_rows(&pg, "SELECT count(*) FROM certgate_acct_records", &total);
     assert_eq!(
+        pg.query("SELECT count(DISTINCT record->>'session_id') FROM certgate_acct_records WHERE record->>'session_id' LIKE 'burst-%'"),
+        pg.query("SELECT count(*) FROM certgate_acct_records WHERE record->>'session_id' LIKE 'burst-%'"),
+        "each burst record once"
+    );
+    assert_eq!(
         pg.query(
             "SELECT count(*) FROM (SELECT record->>'session_id', record->>'status' FROM certgate_acct_records GROUP BY 1, 2 HAVING count(*) > 1) d"
         ),
         "0",
         "no record twice"
     );
-    assert_eq!(pg.query("SELECT count(*) FROM radacct"), "60");
+    assert_eq!(
+        pg.query("SELECT count(*) FROM radacct WHERE AcctSessionId LIKE 's-%'"),
+        "60"
+    );
     assert_eq!(
         pg.query("SELECT count(*) FROM radacct WHERE AcctStopTime IS NOT NULL"),
         "20"
