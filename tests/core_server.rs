@@ -451,6 +451,12 @@ fn the_docker_configuration_keeps_sessions_off_and_serves_prometheus() {
     Pki::open(&dir.path().join("pki"))
         .init("radius.example.org", KeyType::EcdsaP256)
         .expect("pki");
+    // What the compose file's pki service adds: the nodes' ticket secret.
+    std::fs::write(
+        dir.path().join("pki/ticket.secret"),
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+    )
+    .expect("ticket secret");
     let dictionary = dictionary_path().display().to_string();
     let journal = dir.path().join("acct").display().to_string();
     let config = dir.path().join("certgate.toml").display().to_string();
@@ -464,17 +470,23 @@ fn the_docker_configuration_keeps_sessions_off_and_serves_prometheus() {
             ("CERTGATE_METRICS__LISTEN", "127.0.0.1:0"),
             ("CERTGATE_ACCOUNTING__JOURNAL_DIR", &journal),
             ("LDAP_BIND_PASSWORD", "ldap-secret"),
+            ("PG_PASSWORD", "pg-secret"),
+            ("CERTGATE_ACCOUNTING__POSTGRES__NODE", "certgate-1"),
         ],
     );
     let port = s.metrics.port();
-    let (status, _) = http_get_with(s.metrics, "/metrics", &format!("Host: certgate:{port}\r\n"));
+    let (status, _) = http_get_with(
+        s.metrics,
+        "/metrics",
+        &format!("Host: certgate-1:{port}\r\n"),
+    );
     assert!(status.contains("200"), "{status}");
     let (status, _) = http_get_with(s.metrics, "/metrics", "Host: evil.example\r\n");
     assert!(status.contains("421"), "{status}");
     let (status, _) = http_get_with(
         s.metrics,
         "/sessions",
-        &format!("Host: certgate:{port}\r\nAuthorization: Bearer anything-at-all-here\r\n"),
+        &format!("Host: certgate-1:{port}\r\nAuthorization: Bearer anything-at-all-here\r\n"),
     );
     assert!(status.contains("404"), "/sessions is off: {status}");
     assert!(
@@ -486,4 +498,46 @@ fn the_docker_configuration_keeps_sessions_off_and_serves_prometheus() {
                     .is_some_and(|w| w.contains("clear text"))),
         "the cleartext bind is warned about"
     );
+}
+
+/// The compose file's Grafana dashboard parses, and every metric its
+/// panels query is one certgate defines (histograms by their series).
+#[test]
+fn the_grafana_dashboard_queries_defined_metrics() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(repo.join("docker/grafana/dashboards/certgate.json"))
+        .expect("dashboard");
+    let dash: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+    let defined: String = std::fs::read_dir(repo.join("src/metrics"))
+        .expect("metrics sources")
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
+    let panels = dash["panels"].as_array().expect("panels");
+    assert!(
+        panels.len() >= 8,
+        "authentications, latency, sessions, journal, shipping, certificates…"
+    );
+    let mut checked = 0;
+    for panel in panels {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if !word.starts_with("certgate_") {
+                    continue;
+                }
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| word.strip_suffix(s))
+                    .unwrap_or(word);
+                assert!(
+                    defined.contains(&format!("\"{base}\"")),
+                    "panel {:?} queries {word}, which certgate does not define",
+                    panel["title"]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "{checked}");
 }
