@@ -88,6 +88,9 @@ pub struct Endpoint {
     pub metrics: Arc<Metrics>,
     /// None when accounting is off.
     pub sessions: Option<SessionsPage>,
+    /// Where `/sessions?cluster=1` reads every node's open sessions; None
+    /// without `accounting.postgres`.
+    pub cluster: Option<crate::config::PostgresConfig>,
     pub settings: HttpSettings,
 }
 
@@ -107,6 +110,39 @@ pub struct Answer {
     pub content_type: &'static str,
     pub body: String,
     pub headers: &'static str,
+    /// `/sessions?cluster=1`: the body comes from PostgreSQL, asked after
+    /// routing (the only answer that waits on the outside world).
+    pub cluster: Option<ClusterQuery>,
+}
+
+/// What `/sessions?cluster=1` asks the database for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClusterQuery {
+    pub user: Option<String>,
+    pub calling_station: Option<String>,
+    pub limit: i64,
+}
+
+/// Parses `/sessions?cluster=1`'s query: `user`, `calling_station`,
+/// `limit` (1..=1000, default 100).
+pub fn cluster_query(query: &str) -> Result<ClusterQuery, String> {
+    let mut q = ClusterQuery {
+        limit: PAGE_DEFAULT as i64,
+        ..ClusterQuery::default()
+    };
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match &*key {
+            "cluster" if value == "1" => {}
+            "user" => q.user = Some(value.into_owned()),
+            "calling_station" => q.calling_station = Some(value.into_owned()),
+            "limit" => match value.parse::<usize>() {
+                Ok(n) if (1..=PAGE_MAX).contains(&n) => q.limit = n as i64,
+                _ => return Err(format!("limit {value:?} is not 1..{PAGE_MAX}")),
+            },
+            other => return Err(format!("unknown parameter {other:?} (cluster view)")),
+        }
+    }
+    Ok(q)
 }
 
 impl Answer {
@@ -116,6 +152,7 @@ impl Answer {
             content_type: "text/plain; charset=utf-8",
             body: body.to_string(),
             headers: "",
+            cluster: None,
         }
     }
 
@@ -201,6 +238,7 @@ pub fn route(head: &Head<'_>, endpoint: &Endpoint) -> Answer {
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             body: endpoint.metrics.render(),
             headers: "",
+            cluster: None,
         },
         "/sessions" => {
             let (Some(token), Some(page)) = (&settings.sessions_token, &endpoint.sessions) else {
@@ -216,12 +254,32 @@ pub fn route(head: &Head<'_>, endpoint: &Endpoint) -> Answer {
                     ..Answer::text("401 Unauthorized", "a bearer token is required\n")
                 };
             }
+            let cluster = form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "cluster");
+            if cluster {
+                if endpoint.cluster.is_none() {
+                    return Answer::text(
+                        "404 Not Found",
+                        "no cluster view: accounting.postgres is not set\n",
+                    );
+                }
+                return match cluster_query(query) {
+                    Ok(q) => Answer {
+                        status: "200 OK",
+                        content_type: "application/json",
+                        body: String::new(),
+                        headers: "",
+                        cluster: Some(q),
+                    },
+                    Err(e) => Answer::text("400 Bad Request", &format!("{e}\n")),
+                };
+            }
             match sessions_query(query) {
                 Ok(q) => Answer {
                     status: "200 OK",
                     content_type: "application/json",
                     body: page(&q),
                     headers: "",
+                    cluster: None,
                 },
                 Err(e) => Answer::text("400 Bad Request", &format!("{e}\n")),
             }
@@ -294,6 +352,29 @@ async fn answer(mut stream: TcpStream, endpoint: &Endpoint) {
         // Closed, broken, or too slow: nothing to answer.
         Ok(Err(_)) | Err(_) => return,
     };
+    let answer = match (&answer.cluster, &endpoint.cluster) {
+        (Some(q), Some(pg)) => {
+            let asked = super::shipper::cluster_sessions(
+                pg,
+                q.user.as_deref(),
+                q.calling_station.as_deref(),
+                q.limit,
+            );
+            match tokio::time::timeout(Duration::from_secs(10), asked).await {
+                Ok(Ok(rows)) => Answer {
+                    body: serde_json::json!({"count": rows.len(), "sessions": rows}).to_string(),
+                    cluster: None,
+                    ..answer
+                },
+                Ok(Err(e)) => Answer::text("503 Service Unavailable", &format!("{e}\n")),
+                Err(_) => Answer::text(
+                    "503 Service Unavailable",
+                    "the database did not answer within 10 s\n",
+                ),
+            }
+        }
+        _ => answer,
+    };
     let _ = tokio::time::timeout(deadline, write(&mut stream, &answer)).await;
 }
 
@@ -331,10 +412,37 @@ async fn write(stream: &mut TcpStream, a: &Answer) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_cluster_view_needs_postgres_and_takes_its_own_parameters() {
+        assert_eq!(
+            cluster_query("cluster=1&user=alice&calling_station=02-00&limit=5"),
+            Ok(ClusterQuery {
+                user: Some("alice".into()),
+                calling_station: Some("02-00".into()),
+                limit: 5
+            })
+        );
+        assert!(cluster_query("cluster=1&nas=ap").is_err());
+        assert!(cluster_query("cluster=1&limit=0").is_err());
+        let e = endpoint(Some("0123456789abcdef0123"));
+        let head = Head {
+            method: "GET",
+            target: "/sessions?cluster=1",
+            host: Some(b"localhost"),
+            authorization: Some(b"Bearer 0123456789abcdef0123"),
+        };
+        assert_eq!(
+            route(&head, &e).status,
+            "404 Not Found",
+            "no accounting.postgres"
+        );
+    }
+
     fn endpoint(token: Option<&str>) -> Endpoint {
         Endpoint {
             metrics: Metrics::new().expect("metrics"),
             sessions: Some(Arc::new(|q: &Query| format!("{q:?}"))),
+            cluster: None,
             settings: HttpSettings {
                 sessions_token: token.map(BearerToken::new),
                 hosts: vec!["radius1.example.org".into()],

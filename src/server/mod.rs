@@ -250,6 +250,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             let endpoint = http::Endpoint {
                 metrics: metrics.clone(),
                 sessions,
+                cluster: config.accounting.as_ref().and_then(|a| a.postgres.clone()),
                 settings: http_settings,
             };
             Some(tokio::spawn(http::serve(l, Arc::new(endpoint))))
