@@ -11,6 +11,10 @@
 #                                in-memory one), fragment size FRAG), the same
 #                                VLAN reply as certgate, and a detail file for
 #                                accounting (not synced: FreeRADIUS does not)
+#                                With $FR_SQL set ("PORT DATABASE"), accounting
+#                                goes through rlm_sql into that PostgreSQL on
+#                                127.0.0.1 (user certgate, Debian's queries.conf,
+#                                acct_unique in preacct) instead of the detail file.
 #                                With $FR_RADSEC set, also a RadSec listener
 #                                (TLS, auth+acct, NAS certificate required from
 #                                the PKI's CA, client "nas"/radsec from
@@ -98,6 +102,48 @@ eap {
   }
 }
 CONF
+  local accounting="detail" preacct=""
+  if [ -n "${FR_SQL:-}" ]; then
+    read -r sql_port sql_db <<< "$FR_SQL"
+    accounting="sql"
+    preacct="acct_unique"
+    # Debian's queries use %{tolower:…}, which the expr module provides.
+    printf 'expr {\n}\n' > "$fr/mods-enabled/expr"
+    cat > "$fr/mods-enabled/sql" <<CONF
+sql {
+  dialect = "postgresql"
+  driver = "rlm_sql_postgresql"
+  server = "127.0.0.1"
+  port = $sql_port
+  login = "certgate"
+  password = ""
+  radius_db = "$sql_db"
+  acct_table1 = "radacct"
+  acct_table2 = "radacct"
+  postauth_table = "radpostauth"
+  authcheck_table = "radcheck"
+  groupcheck_table = "radgroupcheck"
+  authreply_table = "radreply"
+  groupreply_table = "radgroupreply"
+  usergroup_table = "radusergroup"
+  delete_stale_sessions = yes
+  read_clients = no
+  client_table = "nas"
+  group_attribute = "SQL-Group"
+  pool {
+    start = 5
+    min = 4
+    max = 32
+    spare = 10
+    uses = 0
+    retry_delay = 30
+    lifetime = 0
+    idle_timeout = 60
+  }
+  \$INCLUDE $fr/mods-config/sql/main/postgresql/queries.conf
+}
+CONF
+  fi
   fr_auth=$(fr_free_port)
   fr_acct=$(fr_free_port)
   local radsec=""
@@ -160,9 +206,10 @@ server bench {
     eap
   }
   preacct {
+    $preacct
   }
   accounting {
-    detail
+    $accounting
   }
   post-auth {
     update reply {
