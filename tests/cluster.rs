@@ -137,11 +137,10 @@ fn a_short_ticket_secret_is_refused_with_its_key() {
 }
 
 /// The real-NAS case: hostapd configured with both nodes, a
-/// device (wpa_supplicant, EAP-TLS 1.3) authenticated through the first;
-/// the first node is stopped, the device re-authenticates, hostapd fails
-/// over to the second, and the second resumes the device's TLS session.
-#[test]
-fn hostapd_fails_over_and_the_second_node_resumes_the_session() {
+/// device (wpa_supplicant) authenticated through the first; the first node
+/// is stopped, the device re-authenticates, hostapd fails over to the
+/// second, and the second resumes the device's TLS session.
+fn hostapd_failover(phase1: &str, version: &str) {
     require!("hostapd", "hostapd_cli", "wpa_supplicant", "wpa_cli");
     if !common::hostapd::privileged() {
         eprintln!("skipped: creating a veth pair and a namespace needs root");
@@ -150,11 +149,7 @@ fn hostapd_fails_over_and_the_second_node_resumes_the_session() {
     }
     let lab = Lab::new(KeyType::EcdsaP256);
     let shared = lab.dir.path().join("ticket.secret");
-    std::fs::write(
-        &shared,
-        "4f0c2a9e31d7b85a6c1e0f92d3b47a58e6c90d1f2a3b4c5d\n",
-    )
-    .expect("secret");
+    std::fs::write(&shared, "4f0c2a9e31d7b85a6c1e0f92d3b47a58e6c90d1f2a3b4c5d\n").expect("secret");
     let a = node(&lab, &shared);
     let b = node(&lab, &shared);
     let mut port = common::hostapd::WiredPort::start_with_servers(
@@ -163,12 +158,12 @@ fn hostapd_fails_over_and_the_second_node_resumes_the_session() {
         "unused-das-secret",
     );
     let wait = std::time::Duration::from_secs(60);
-    port.connect_with(&lab, ALICE, " phase1=\"tls_disable_tlsv1_3=0\"");
+    port.connect_with(&lab, ALICE, &format!(" phase1=\"{phase1}\""));
     port.wait_event("AP-STA-CONNECTED", 1, wait);
     let first = a
         .wait_log(|v| v["message"] == "access accepted", wait)
         .expect("accepted by the first node");
-    assert_eq!(first["tls_version"], "1.3");
+    assert_eq!(first["tls_version"], version);
     assert_eq!(first["resumed"], false);
 
     drop(a); // the first node goes away (killed by PID)
@@ -180,6 +175,20 @@ fn hostapd_fails_over_and_the_second_node_resumes_the_session() {
             b.logs().iter().rev().take(8).collect::<Vec<_>>()
         );
     };
+    assert_eq!(second["tls_version"], version);
     assert_eq!(second["resumed"], true, "{second}");
     assert!(port.authorized());
+}
+
+#[test]
+fn hostapd_fails_over_and_the_second_node_resumes_a_tls13_session() {
+    hostapd_failover("tls_disable_tlsv1_3=0", "1.3");
+}
+
+/// TLS 1.2 resumes across nodes by ticket: wpa_supplicant asks for one
+/// when told to (`tls_disable_session_ticket=0`; its default leaves TLS
+/// 1.2 to session ids, which stay on the node that issued them).
+#[test]
+fn hostapd_fails_over_and_the_second_node_resumes_a_tls12_session_by_ticket() {
+    hostapd_failover("tls_disable_tlsv1_3=1 tls_disable_session_ticket=0", "1.2");
 }

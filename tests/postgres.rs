@@ -245,3 +245,53 @@ fn late_interim_updates_never_win() {
         "NAS-Reboot"
     );
 }
+
+/// Journal files are deleted once wholly shipped and past
+/// accounting.postgres.retention, never the one being written; what they
+/// held is in PostgreSQL.
+#[test]
+fn shipped_journal_files_past_their_retention_are_deleted() {
+    require!("psql");
+    if !common::postgres::installed() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "postgresql is missing (apt-get install postgresql)"
+        );
+        return;
+    }
+    let pg = Postgres::start();
+    let base = tempfile::tempdir().expect("tempdir");
+    let journal = base.path().join("journal-r");
+    let path = base.path().join("r.toml");
+    std::fs::write(
+        &path,
+        config_text(&format!(
+            "{}\n[accounting]\njournal_dir = {:?}\nrotate_size = 4096\n[accounting.postgres]\nurl = {:?}\nnode = \"r\"\nretention = \"1s\"\n",
+            loopback_client(""),
+            journal.display().to_string(),
+            pg.url()
+        )),
+    )
+    .expect("config");
+    let s = serve(&path);
+    for i in 0..60u32 {
+        assert!(account(
+            s.acct,
+            i as u8,
+            3,
+            &format!("r-{i}"),
+            0,
+            i,
+            Some(1)
+        ));
+    }
+    wait_rows(&pg, "SELECT count(*) FROM certgate_acct_records", "60");
+    let files = || std::fs::read_dir(&journal).map(|d| d.count()).unwrap_or(0);
+    assert!(files() > 3, "rotated into several files");
+    s.wait_metric_at_least("certgate_ship_journal_files_deleted_total", 1.0, WAIT);
+    poll::expect(WAIT, "old shipped files are deleted", || {
+        (files() <= 2).then_some(())
+    });
+    assert!(files() >= 1, "the file being written stays");
+    assert_eq!(pg.query("SELECT count(*) FROM certgate_acct_records"), "60");
+}

@@ -127,6 +127,17 @@ pub(super) fn validate(
         p.add("accounting.max_sessions", "must be at least 1");
     }
     let group = file_group(p, "accounting.file_group", &raw.file_group);
+    let session_timeout = parse_duration(p, "accounting.session_timeout", &raw.session_timeout);
+    let postgres = raw.postgres.as_ref().and_then(|pg| postgres(p, base, pg));
+    if let Some(r) = postgres.as_ref().and_then(|pg| pg.retention)
+        && r < session_timeout
+    {
+        p.warn(format!(
+            "accounting.postgres.retention: {} is shorter than accounting.session_timeout ({}): a restart rebuilds live sessions from the journal, and deleted files take theirs with them",
+            humantime::format_duration(r),
+            humantime::format_duration(session_timeout)
+        ));
+    }
     Some(AccountingConfig {
         journal: JournalConfig {
             dir: resolve(base, &raw.journal_dir),
@@ -134,10 +145,10 @@ pub(super) fn validate(
             rotate_interval: parse_duration(p, "accounting.rotate_interval", &raw.rotate_interval),
             group,
         },
-        session_timeout: parse_duration(p, "accounting.session_timeout", &raw.session_timeout),
+        session_timeout,
         duplicate_window: parse_duration(p, "accounting.duplicate_window", &raw.duplicate_window),
         max_sessions: usize::try_from(raw.max_sessions).unwrap_or(usize::MAX),
-        postgres: raw.postgres.as_ref().and_then(|pg| postgres(p, base, pg)),
+        postgres,
     })
 }
 

@@ -351,7 +351,13 @@ async fn ship(
         let batch = read_batch(dir, durable, &pos, config.batch)?;
         if batch.is_empty() {
             metrics.lag_seconds.set(0);
-            if last_retention.elapsed() >= Duration::from_secs(60) {
+            // As often as the retention itself, at most once a second and
+            // at least once a minute.
+            let every = config
+                .retention
+                .unwrap_or(Duration::from_secs(60))
+                .clamp(Duration::from_secs(1), Duration::from_secs(60));
+            if last_retention.elapsed() >= every {
                 last_retention = std::time::Instant::now();
                 retain(dir, durable, &pos, config.retention, metrics);
             }
