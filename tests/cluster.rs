@@ -149,7 +149,11 @@ fn hostapd_failover(phase1: &str, version: &str) {
     }
     let lab = Lab::new(KeyType::EcdsaP256);
     let shared = lab.dir.path().join("ticket.secret");
-    std::fs::write(&shared, "4f0c2a9e31d7b85a6c1e0f92d3b47a58e6c90d1f2a3b4c5d\n").expect("secret");
+    std::fs::write(
+        &shared,
+        "4f0c2a9e31d7b85a6c1e0f92d3b47a58e6c90d1f2a3b4c5d\n",
+    )
+    .expect("secret");
     let a = node(&lab, &shared);
     let b = node(&lab, &shared);
     let mut port = common::hostapd::WiredPort::start_with_servers(
