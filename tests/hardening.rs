@@ -544,12 +544,13 @@ fn the_http_endpoint_caps_connections_and_backs_off_without_descriptors() {
     };
     let idle: Vec<TcpStream> = (0..4).map(|_| connect()).collect();
     let mut fifth = connect();
-    write!(
+    // The server may close it before the request is written (a broken
+    // pipe here): what counts is that no answer comes.
+    let _ = write!(
         fifth,
         "GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n",
         s.metrics
-    )
-    .expect("send");
+    );
     assert!(
         closed_without_answer(&mut fifth),
         "a connection past the cap was served"

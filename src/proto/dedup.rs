@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn lifecycle() {
         let c = DedupCache::new(Duration::from_secs(5), 1000);
-        let t0 = Instant::now();
+        let t0 = crate::server::time::now().instant;
         assert_eq!(c.begin(key(1), t0), Lookup::New);
         assert_eq!(c.begin(key(1), t0), Lookup::InProgress);
         c.complete(key(1), Arc::from(&b"reply"[..]), t0);
@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn sweep_and_bound() {
         let c = DedupCache::new(Duration::from_secs(1), 16);
-        let t0 = Instant::now();
+        let t0 = crate::server::time::now().instant;
         let mut full = 0;
         for id in 0..=255u8 {
             match c.begin(key(id), t0) {

@@ -73,7 +73,7 @@ mod tests {
 
     #[test]
     fn limits_then_reports() {
-        let t = std::time::Instant::now();
+        let t = crate::server::time::now().instant;
         let log = DropLog::new(t);
         let allowed = (0..100)
             .filter(|_| matches!(log.permit(t), Permit::Log { .. }))

@@ -398,7 +398,7 @@ mod tests {
 
     #[test]
     fn retransmits_with_doubling_waits_then_times_out() {
-        let t0 = Instant::now();
+        let t0 = crate::server::time::now().instant;
         let mut s = Sender::new(settings());
         let op = s.open(1);
         s.submit(job(udp(), Some(op)));
@@ -423,7 +423,7 @@ mod tests {
 
     #[test]
     fn answers_end_requests_and_forgeries_do_not() {
-        let t0 = Instant::now();
+        let t0 = crate::server::time::now().instant;
         let mut s = Sender::new(settings());
         let op = s.open(2);
         s.submit(job(udp(), Some(op)));
@@ -464,7 +464,7 @@ mod tests {
 
     #[test]
     fn the_rate_limit_queues_and_radsec_waits_once() {
-        let t0 = Instant::now();
+        let t0 = crate::server::time::now().instant;
         let mut s = Sender::new(settings());
         for _ in 0..5 {
             s.submit(job(Route::Radsec("ap".into()), None));
@@ -489,7 +489,7 @@ mod tests {
 
     #[test]
     fn dry_run_sends_nothing_and_empty_operations_finish() {
-        let t0 = Instant::now();
+        let t0 = crate::server::time::now().instant;
         let mut s = Sender::new(DasSettings {
             dry_run: true,
             ..settings()
@@ -506,7 +506,7 @@ mod tests {
 
     #[test]
     fn undeliverable_requests_fail_at_once() {
-        let t0 = Instant::now();
+        let t0 = crate::server::time::now().instant;
         let mut s = Sender::new(settings());
         s.submit(job(Route::Radsec("ap".into()), None));
         let p = s.poll(t0, 1);

@@ -108,7 +108,7 @@ mod tests {
 
     fn clock() -> (Arc<Clock>, Now) {
         let t0 = Now {
-            instant: Instant::now(),
+            instant: crate::server::time::now().instant,
             unix_ms: 1_700_000_000_000,
         };
         (Arc::new(Clock::new(t0)), t0)
