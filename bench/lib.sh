@@ -15,6 +15,11 @@
 #   bench_start                      start the server on $dir/c.toml; sets $pid
 #   bench_port LISTENER              the port of "auth", "acct", "radsec" or "metrics"
 #   bench_stop                       stop it
+#   bench_postgres DB...             a PostgreSQL (initdb into $dir/pg, loopback port
+#                                    $pgport, as the postgres user when run as root)
+#                                    with these databases, stopped on exit; sets
+#                                    $pgport; pg_ticks prints the CPU clock ticks of
+#                                    every postgres process so far
 #   measure SERVER ROW PID PORT CONCURRENCY ARGS...
 #                                    one certgate-bench run of ${secs}s (20 warm-up
 #                                    operations) against 127.0.0.1:PORT with the
@@ -27,6 +32,28 @@ bench_init() {
   dir=$(mktemp -d)
   pid=""
   trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
+}
+
+bench_postgres() {
+  local pgbin pgdir as_pg=()
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -n 1)
+  pgdir="$dir/pg"
+  mkdir -p "$pgdir"
+  if [ "$(id -u)" -eq 0 ]; then chmod 755 "$dir"; chown postgres:postgres "$pgdir"; as_pg=(runuser -u postgres --); fi
+  pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "${as_pg[@]}" "$pgbin/initdb" -D "$pgdir/data" -A trust -U certgate --no-sync > /dev/null
+  "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -o "-k $pgdir -h 127.0.0.1 -p $pgport -c max_connections=100" -w start > /dev/null
+  pg_stop="$(printf '%q ' "${as_pg[@]}" "$pgbin/pg_ctl") -D $pgdir/data -m immediate stop"
+  trap 'eval "$pg_stop" > /dev/null 2>&1; [ -n "$pid" ] && kill $pid 2>/dev/null; [ -n "${fr_pid:-}" ] && kill $fr_pid 2>/dev/null; rm -rf "$dir"' EXIT
+  for db in "$@"; do "${as_pg[@]}" "$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U certgate "$db"; done
+}
+
+pg_ticks() {
+  local t=0
+  for p in $(pgrep -u postgres postgres || true); do
+    [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo $t
 }
 
 bench_config() {

@@ -14,23 +14,7 @@ secs=${1:-10}
 conc=${CONCURRENCY:-64}
 source "$(dirname "$0")/lib.sh"
 bench_init
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -n 1)
-pgdir="$dir/pg"
-mkdir -p "$pgdir"
-as_pg=()
-if [ "$(id -u)" -eq 0 ]; then chmod 755 "$dir"; chown postgres:postgres "$pgdir"; as_pg=(runuser -u postgres --); fi
-pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"${as_pg[@]}" "$pgbin/initdb" -D "$pgdir/data" -A trust -U certgate --no-sync > /dev/null
-"${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -o "-k $pgdir -h 127.0.0.1 -p $pgport" -w start > /dev/null
-trap '"${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m immediate stop > /dev/null 2>&1; [ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
-"${as_pg[@]}" "$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U certgate radius
-pg_cpu() { # clock ticks of every postgres process
-  local t=0
-  for p in $(pgrep -u postgres -f "postgres" || true) $(pgrep -f "$pgdir/data" || true); do
-    [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
-  echo $t
-}
+bench_postgres radius
 bench_config "[accounting]
 journal_dir = \"$dir/journal\"
 [accounting.postgres]
@@ -41,7 +25,7 @@ bench_start
 port=$(bench_port acct)
 mport=$(bench_port metrics)
 sleep 1 # the shipper connects and creates the schema
-cpu0=$(pg_cpu)
+cpu0=$(pg_ticks)
 peak=0
 ( while sleep 0.5; do curl -s "127.0.0.1:$mport/metrics" | awk '/^certgate_ship_lag_records / {print $2}'; done ) > "$dir/lag" &
 sampler=$!
@@ -50,7 +34,7 @@ loaded=$(date +%s.%N)
 until [ "$(curl -s "127.0.0.1:$mport/metrics" | awk '/^certgate_ship_lag_records / {print $2}')" = "0" ]; do sleep 0.1; done
 drained=$(date +%s.%N)
 kill $sampler 2>/dev/null || true
-cpu1=$(pg_cpu)
+cpu1=$(pg_ticks)
 shipped=$(curl -s "127.0.0.1:$mport/metrics" | awk '/^certgate_ship_records_total / {print $2}')
 rows=$(psql -h 127.0.0.1 -p "$pgport" -U certgate -d radius -At -c "SELECT count(*) FROM certgate_acct_records")
 peak=$(sort -n "$dir/lag" | tail -n 1)

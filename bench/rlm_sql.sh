@@ -15,25 +15,9 @@ conc=${CONCURRENCY:-64}
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/freeradius.sh"
 bench_init
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -n 1)
-pgdir="$dir/pg"
-mkdir -p "$pgdir"
-as_pg=()
-if [ "$(id -u)" -eq 0 ]; then chmod 755 "$dir"; chown postgres:postgres "$pgdir"; as_pg=(runuser -u postgres --); fi
-pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"${as_pg[@]}" "$pgbin/initdb" -D "$pgdir/data" -A trust -U certgate --no-sync > /dev/null
-"${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -o "-k $pgdir -h 127.0.0.1 -p $pgport -c max_connections=100" -w start > /dev/null
 fr_pid=""
-trap '"${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m immediate stop > /dev/null 2>&1; [ -n "$pid" ] && kill $pid 2>/dev/null; [ -n "$fr_pid" ] && kill $fr_pid 2>/dev/null; rm -rf "$dir"' EXIT
-for db in radius freeradius; do "${as_pg[@]}" "$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U certgate $db; done
+bench_postgres radius freeradius
 psql -q -h 127.0.0.1 -p "$pgport" -U certgate -d freeradius -f /etc/freeradius/3.0/mods-config/sql/main/postgresql/schema.sql > /dev/null
-pg_ticks() {
-  local t=0
-  for p in $(pgrep -f "postgres" || true); do
-    [ -r "/proc/$p/stat" ] && [ "$(stat -c %U /proc/$p)" = "postgres" -o "$(id -u)" -ne 0 ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
-  echo $t
-}
 hz=$(getconf CLK_TCK)
 report() { # name json pg_ticks_before pg_ticks_after [drain]
   python3 - "$@" "$hz" <<'PY'

@@ -106,15 +106,9 @@ fn wait_rows(pg: &Postgres, sql: &str, want: &str) {
 #[test]
 fn every_acknowledged_record_lands_once_through_kills_and_restarts() {
     require!("psql");
-    if !common::postgres::installed() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "postgresql is missing (apt-get install postgresql)"
-        );
-        eprintln!("skipped: apt-get install postgresql");
+    let Some(pg) = common::postgres::for_test() else {
         return;
-    }
-    let pg = Postgres::start();
+    };
     let base = tempfile::tempdir().expect("tempdir");
     let (ca, cb) = (
         node_config(base.path(), &pg, "a"),
@@ -207,14 +201,9 @@ fn every_acknowledged_record_lands_once_through_kills_and_restarts() {
 #[test]
 fn late_interim_updates_never_win() {
     require!("psql");
-    if !common::postgres::installed() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "postgresql is missing (apt-get install postgresql)"
-        );
+    let Some(pg) = common::postgres::for_test() else {
         return;
-    }
-    let pg = Postgres::start();
+    };
     let base = tempfile::tempdir().expect("tempdir");
     let s = serve(&node_config(base.path(), &pg, "solo"));
     assert!(account(s.acct, 1, 1, "late", 0, 0, None));
@@ -252,14 +241,9 @@ fn late_interim_updates_never_win() {
 #[test]
 fn shipped_journal_files_past_their_retention_are_deleted() {
     require!("psql");
-    if !common::postgres::installed() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "postgresql is missing (apt-get install postgresql)"
-        );
+    let Some(pg) = common::postgres::for_test() else {
         return;
-    }
-    let pg = Postgres::start();
+    };
     let base = tempfile::tempdir().expect("tempdir");
     let journal = base.path().join("journal-r");
     let path = base.path().join("r.toml");

@@ -27,9 +27,18 @@ fn bin_dir() -> Option<PathBuf> {
     dirs.pop()
 }
 
-/// Whether initdb and pg_ctl are installed (Debian package postgresql).
-pub fn installed() -> bool {
-    bin_dir().is_some()
+/// A PostgreSQL for a test, or None (the test skips) when it is not
+/// installed and CI is not set; under CI a missing one fails the test.
+pub fn for_test() -> Option<Postgres> {
+    if bin_dir().is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "postgresql is missing (apt-get install postgresql)"
+        );
+        eprintln!("skipped: apt-get install postgresql");
+        return None;
+    }
+    Some(Postgres::start())
 }
 
 impl Postgres {
@@ -92,18 +101,25 @@ impl Postgres {
         self.dir.path().join("data").display().to_string()
     }
 
-    fn run(&self, program: &str, args: &[&str]) -> String {
+    /// A PostgreSQL program, as the `postgres` user when the tests run as
+    /// root.
+    fn command(&self, program: &str) -> Command {
         let exe = self.bin.join(program);
-        let out = if self.as_postgres {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&exe)
-                .args(args)
-                .output()
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
         } else {
-            Command::new(&exe).args(args).output()
+            Command::new(exe)
         }
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> String {
+        let out = self
+            .command(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
         assert!(
             out.status.success(),
             "{program} {args:?}: {}{}",
@@ -168,17 +184,10 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let exe = self.bin.join("pg_ctl");
         let data = self.data();
-        let args = ["-D", data.as_str(), "-m", "immediate", "-w", "stop"];
-        let _ = if self.as_postgres {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&exe)
-                .args(args)
-                .output()
-        } else {
-            Command::new(&exe).args(args).output()
-        };
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+            .output();
     }
 }
