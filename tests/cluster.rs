@@ -13,6 +13,18 @@ use certgate::supplicant::Versions;
 use common::lab::{ALICE, CAROL, Lab, authenticate};
 use common::*;
 
+/// A lab and the ticket secret file its nodes share.
+fn lab_with_secret() -> (Lab, std::path::PathBuf) {
+    let lab = Lab::new(KeyType::EcdsaP256);
+    let shared = lab.dir.path().join("ticket.secret");
+    std::fs::write(
+        &shared,
+        "4f0c2a9e31d7b85a6c1e0f92d3b47a58e6c90d1f2a3b4c5d\n",
+    )
+    .expect("secret");
+    (lab, shared)
+}
+
 fn node(lab: &Lab, secret_file: &std::path::Path) -> TestServer {
     TestServer::start(&format!(
         "{}\n{}",
@@ -29,13 +41,7 @@ fn node(lab: &Lab, secret_file: &std::path::Path) -> TestServer {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_from_one_node_resumes_on_another() {
-    let lab = Lab::new(KeyType::EcdsaP256);
-    let shared = lab.dir.path().join("ticket.secret");
-    std::fs::write(
-        &shared,
-        "4f0c2a9e31d7b85a6c1e0f92d3b47a58e6c90d1f2a3b4c5d\n",
-    )
-    .expect("secret");
+    let (lab, shared) = lab_with_secret();
     let (a, b) = (node(&lab, &shared), node(&lab, &shared));
     for versions in [Versions::Tls13, Versions::Tls12] {
         let sup = lab.supplicant(ALICE, versions, true);
@@ -141,19 +147,10 @@ fn a_short_ticket_secret_is_refused_with_its_key() {
 /// is stopped, the device re-authenticates, hostapd fails over to the
 /// second, and the second resumes the device's TLS session.
 fn hostapd_failover(phase1: &str, version: &str) {
-    require!("hostapd", "hostapd_cli", "wpa_supplicant", "wpa_cli");
-    if !common::hostapd::privileged() {
-        eprintln!("skipped: creating a veth pair and a namespace needs root");
-        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+    if !common::hostapd::available(module_path!()) {
         return;
     }
-    let lab = Lab::new(KeyType::EcdsaP256);
-    let shared = lab.dir.path().join("ticket.secret");
-    std::fs::write(
-        &shared,
-        "4f0c2a9e31d7b85a6c1e0f92d3b47a58e6c90d1f2a3b4c5d\n",
-    )
-    .expect("secret");
+    let (lab, shared) = lab_with_secret();
     let a = node(&lab, &shared);
     let b = node(&lab, &shared);
     let mut port = common::hostapd::WiredPort::start_with_servers(

@@ -407,6 +407,14 @@ pub fn replay(dir: &Path, horizon: Duration, mut apply: impl FnMut(&Record)) -> 
     replayed
 }
 
+/// Journal files in write order, with their names.
+pub fn named_files(dir: &Path) -> Vec<(String, PathBuf)> {
+    files(dir)
+        .into_iter()
+        .filter_map(|p| Some((p.file_name()?.to_str()?.to_string(), p)))
+        .collect()
+}
+
 /// Journal files in write order.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {

@@ -23,7 +23,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls, Statement};
 
-use super::journal::{Durable, files};
+use super::journal::{Durable, named_files};
 use crate::config::PostgresConfig;
 use crate::metrics::ship::ShipMetrics;
 use crate::proto::accounting::radacct::{Change, Row, change};
@@ -213,14 +213,7 @@ fn read_batch(
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for path in files(dir) {
-        let Some(name) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(str::to_string)
-        else {
-            continue;
-        };
+    for (name, path) in named_files(dir) {
         if name > last {
             break;
         }
@@ -475,14 +468,7 @@ fn retain(
     else {
         return;
     };
-    for path in files(dir) {
-        let Some(name) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(str::to_string)
-        else {
-            continue;
-        };
+    for (name, path) in named_files(dir) {
         if name >= *shipped_file || name >= newest {
             break;
         }

@@ -17,6 +17,24 @@ use super::poll;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// Whether a wired-port test can run here: the peers are installed
+/// (`require!` semantics) and this process may create namespaces and links
+/// (root; CI runs as root, so there a missing privilege fails the test).
+pub fn available(test: &str) -> bool {
+    if !super::peers::available(
+        test,
+        &["hostapd", "hostapd_cli", "wpa_supplicant", "wpa_cli"],
+    ) {
+        return false;
+    }
+    if !privileged() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+        eprintln!("skipped {test}: creating a veth pair and a namespace needs root");
+        return false;
+    }
+    true
+}
+
 /// Whether this process may create namespaces and links (root).
 pub fn privileged() -> bool {
     Command::new("id")

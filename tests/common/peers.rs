@@ -56,6 +56,8 @@ pub fn available(test: &str, programs: &[&str]) -> bool {
 
 /// Returns from the test (skipping it) unless the named programs are
 /// installed; see `available`.
+// Test binaries that gate through a helper (hostapd::available) use none.
+#[allow(unused_macros)]
 macro_rules! require {
     ($($program:expr),+ $(,)?) => {
         if !$crate::common::peers::available(module_path!(), &[$($program),+]) {
